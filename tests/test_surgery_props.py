@@ -1,0 +1,115 @@
+"Property tests of the surgery engine over randomly generated CNNs, plus exactness on torchvision and timm models."
+import warnings
+import pytest, torch, torch.nn as nn, torch.nn.functional as F
+from hypothesis import given, settings, strategies as st, HealthCheck
+from fastprune.surgery.graph import trace
+from fastprune.surgery.edit import prune_units, grow_units, compact, _zero_units
+
+torch.set_num_threads(1)
+
+def _bn(c, on): return nn.BatchNorm2d(c) if on else nn.Identity()
+
+class RandNet(nn.Module):
+    "A tiny CNN: stem, then stages with optional grouped conv, depthwise-separable conv, residual add and concat branch; a flatten or GAP head."
+    def __init__(self, widths, residual, concat, depthwise, grouped, bn, flatten_head, size=8):
+        super().__init__()
+        self.residual, self.concat, self.depthwise, self.flatten_head = residual, concat, depthwise, flatten_head
+        self.stem = nn.Sequential(nn.Conv2d(3, widths[0], 3, padding=1), _bn(widths[0], bn), nn.ReLU())
+        ni, self.stages = widths[0], nn.ModuleList()
+        for i, w in enumerate(widths[1:]):
+            s = nn.Module()
+            s.conv = nn.Sequential(nn.Conv2d(ni, w, 3, padding=1), _bn(w, bn), nn.ReLU())
+            if grouped and w % 2 == 0: s.conv.append(nn.Sequential(nn.Conv2d(w, w, 3, padding=1, groups=2), _bn(w, bn), nn.ReLU()))
+            if depthwise: s.dw = nn.Sequential(nn.Conv2d(w, 2*w, 3, padding=1, groups=w), _bn(2*w, bn), nn.ReLU6(), nn.Conv2d(2*w, w, 1))
+            if residual: s.short = nn.Identity() if ni == w else nn.Conv2d(ni, w, 1)
+            if concat: s.branch = nn.Conv2d(ni, 2 + i, 1)
+            self.stages.append(s)
+            ni = w + (2 + i if concat else 0)
+        self.head = nn.Linear(ni*size*size, 5) if flatten_head else nn.Sequential(nn.Linear(ni, 7), nn.ReLU(), nn.Linear(7, 5))
+
+    def forward(self, x):
+        x = self.stem(x)
+        for s in self.stages:
+            y = s.conv(x)
+            if self.depthwise: y = s.dw(y)
+            if self.residual: y = y + s.short(x)
+            if self.concat: y = torch.cat([y, F.relu(s.branch(x))], 1)
+            x = y
+        return self.head(torch.flatten(x, 1) if self.flatten_head else x.mean((2, 3)))
+
+nets = st.builds(RandNet, widths=st.lists(st.integers(2, 6), min_size=1, max_size=4), residual=st.booleans(),
+                 concat=st.booleans(), depthwise=st.booleans(), grouped=st.booleans(), bn=st.booleans(), flatten_head=st.booleans())
+
+def _randomize(m):
+    "Random BatchNorm statistics and affine parameters, so eval mode is non-trivial."
+    with torch.no_grad():
+        for b in m.modules():
+            if isinstance(b, nn.BatchNorm2d):
+                b.running_mean.uniform_(-1, 1); b.running_var.uniform_(0.5, 2); b.weight.uniform_(0.5, 1.5); b.bias.uniform_(-.5, .5)
+    return m.eval()
+
+def _random_units(m, x, data, max_frac=1.0):
+    "Random units (at least one kept) for every prunable group, drawn by hypothesis."
+    units = {}
+    for g in trace(m, x).prunable:
+        if g.size < 2: continue
+        idx = data.draw(st.lists(st.integers(0, g.size - 1), unique=True, max_size=max(1, int(max_frac*(g.size - 1)))))
+        if idx: units[g.producers[0]] = idx
+    return units
+
+slow = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+@slow
+@given(nets, st.data())
+def test_zero_then_compact_is_exact(m, data):
+    m, x = _randomize(m), torch.randn(3, 3, 8, 8)
+    units = _random_units(m, x[:1], data)
+    y = _zero_units(m, units, x[:1])(x)
+    removed = compact(m, x[:1])
+    assert torch.allclose(m(x), y, atol=1e-5)
+    for layer, idx in units.items(): assert removed.get(layer, 0) >= len(idx)
+
+@slow
+@given(nets, st.data())
+def test_prune_keeps_shape_and_trains(m, data):
+    x = torch.randn(3, 3, 8, 8)
+    units = _random_units(m, x[:1], data, max_frac=0.5)
+    n0 = sum(p.numel() for p in m.parameters())
+    opt = torch.optim.SGD(m.parameters(), lr=0.1, momentum=0.9)
+    m(x).sum().backward(); opt.step()
+    prune_units(m, units, x[:1], opt=opt)
+    assert m(x).shape == (3, 5)
+    assert sum(p.numel() for p in m.parameters()) <= n0 - (len(units) > 0)
+    opt.zero_grad(); m(x).sum().backward(); opt.step()
+
+@slow
+@given(nets, st.data())
+def test_grow_is_exact(m, data):
+    m, x = _randomize(m), torch.randn(3, 3, 8, 8)
+    counts = {g.producers[0]: data.draw(st.integers(0, 3)) for g in trace(m, x[:1]).prunable}
+    y = m(x)
+    grow_units(m, counts, x[:1])
+    assert torch.allclose(m(x), y, atol=1e-5)
+
+def _zero_compact_exact(m, x, frac=0.3):
+    m = _randomize(m)
+    gen = torch.Generator().manual_seed(0)
+    units = {g.producers[0]: torch.randperm(g.size, generator=gen)[:int(frac*g.size)].tolist()
+             for g in trace(m, x).prunable if g.exact and g.size > 1}
+    y = _zero_units(m, units, x)(x)
+    removed = compact(m, x)
+    assert sum(removed.values()) >= sum(len(v) for v in units.values()) > 0
+    out = m(x)
+    assert torch.allclose(out, y, atol=1e-5 * max(1., y.abs().max().item()))
+
+@pytest.mark.parametrize('name', ['resnet18', 'mobilenet_v2', 'resnext50_32x4d'])
+def test_torchvision_exact(name):
+    import torchvision
+    _zero_compact_exact(getattr(torchvision.models, name)(weights=None), torch.randn(2, 3, 64, 64))
+
+@pytest.mark.parametrize('name', ['resnet10t', 'mobilenetv3_small_050', 'efficientnet_b0'])
+def test_timm_exact(name):
+    timm = pytest.importorskip('timm')
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')
+        _zero_compact_exact(timm.create_model(name, pretrained=False), torch.randn(2, 3, 64, 64))
