@@ -60,7 +60,7 @@ def digits_dls(size:int=32, # side of the square images, bilinear upsampling fro
     dls.vocab, dls.c = vocab, len(vocab)
     return dls
 
-# %% ../nbs/00_data.ipynb #c016
+# %% ../nbs/00_data.ipynb #c017
 def _data_roots(root=None):
     "Candidate shared data folders, in the order they are searched."
     if root is not None: return [Path(root)]
@@ -75,7 +75,7 @@ def _find_in_roots(fname, root=None, kind='file'):
     raise FileNotFoundError(f"{kind} {fname!r} not found; looked in: " + ', '.join(str(r) for r in roots) +
                             ". Pass `root=` or set FASTPRUNE_DATA to the folder holding the archives.")
 
-# %% ../nbs/00_data.ipynb #c017
+# %% ../nbs/00_data.ipynb #c018
 def shared_data(name:str, # archive name without `.tgz`, e.g. 'mnist_tiny', 'cifar10'
                 root=None, # folder holding the archives (default: FASTPRUNE_DATA, else `shared/data` found upward)
                 cache=None, # where to unpack (default: FASTPRUNE_CACHE, else ~/.cache/fastprune)
@@ -96,7 +96,7 @@ def shared_data(name:str, # archive name without `.tgz`, e.g. 'mnist_tiny', 'cif
     finally: shutil.rmtree(tmp, ignore_errors=True)
     return dest
 
-# %% ../nbs/00_data.ipynb #c018
+# %% ../nbs/00_data.ipynb #c019
 def resnet_weights(depth:int, # 20, 32, 44 or 56
                    root=None, # shared data folder, found as in `shared_data` when None
                   )->Path:
@@ -107,7 +107,7 @@ def resnet_weights(depth:int, # 20, 32, 44 or 56
     if not found: raise FileNotFoundError(f"no resnet{depth}-*.th in {folder}")
     return found[0]
 
-# %% ../nbs/00_data.ipynb #c023
+# %% ../nbs/00_data.ipynb #c024
 _TRAIN_NAMES, _VALID_NAMES = ('train', 'training'), ('valid', 'test', 'testing')
 _LAYOUT = ("expected the layout <path>/<train>/<class>/<images> and <path>/<valid>/<class>/<images> with <train> in "
            f"{_TRAIN_NAMES} and <valid> in {_VALID_NAMES} unless given")
@@ -132,7 +132,7 @@ def _class_files(split_path, max_per_class, seed):
     if not files: raise ValueError(f"folder_dls: no images found in the class folders of {split_path}; {_LAYOUT}")
     return files
 
-# %% ../nbs/00_data.ipynb #c024
+# %% ../nbs/00_data.ipynb #c025
 def folder_dls(path, # dataset folder holding the split folders
                size:int|None=None, # resize to size×size; keep the images' own size when None
                bs:int=64, # batch size

@@ -63,7 +63,7 @@ def _l1_units(model:nn.Module, example_input:torch.Tensor, fraction:float=0.5, m
         if weights and keep < g.size: units[g.producers[0]] = sum(w.sum(1) for w in weights).argsort()[:g.size - keep].tolist()
     return units
 
-# %% ../nbs/50_deploy.ipynb #c013
+# %% ../nbs/50_deploy.ipynb #c014
 class OnnxExport(NamedTuple):
     "Result of `export_onnx`: where the file is and how closely onnxruntime reproduced PyTorch."
     path: Path
@@ -90,7 +90,7 @@ def _export(model, x, path, dynamic_batch, exporter, opset_version):
             torch.onnx.export(model, (x,), str(path), dynamo=False,
                               dynamic_axes={'input': {0: 'batch'}} if dynamic_batch else None, **kw)
 
-# %% ../nbs/50_deploy.ipynb #c014
+# %% ../nbs/50_deploy.ipynb #c015
 def export_onnx(model_or_learn, # `nn.Module` or fastai `Learner`
                 path, # destination `.onnx` file (parent folders are created)
                 example_input:torch.Tensor, # one input batch the model accepts
@@ -124,7 +124,7 @@ def export_onnx(model_or_learn, # `nn.Module` or fastai `Learner`
         raise RuntimeError(f"export_onnx: onnxruntime differs from PyTorch by {diff:.3g} > atol={atol} ({path})")
     return OnnxExport(path, diff, tuple(len(c) for c in checks))
 
-# %% ../nbs/50_deploy.ipynb #c025
+# %% ../nbs/50_deploy.ipynb #c028
 _FOLDABLE_CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
 def _conv_bn_pairs(model:nn.Module)->list:
@@ -155,7 +155,7 @@ def _fold(conv:nn.Module, bn:nn.Module):
         if conv.bias is None: conv.bias = nn.Parameter(new_bias)
         else: conv.bias.copy_(new_bias)
 
-# %% ../nbs/50_deploy.ipynb #c026
+# %% ../nbs/50_deploy.ipynb #c029
 def fold_bn(model_or_learn)->nn.Module:
     "An eval-mode copy of the model with every BatchNorm that directly follows a conv folded into it (BN → `Identity`)"
     model = copy.deepcopy(_model_of(model_or_learn)).eval()
@@ -164,7 +164,7 @@ def fold_bn(model_or_learn)->nn.Module:
         model.set_submodule(bn_name, nn.Identity())
     return model
 
-# %% ../nbs/50_deploy.ipynb #c035
+# %% ../nbs/50_deploy.ipynb #c038
 _QUANT_DTYPES = (torch.qint8, torch.float16)
 
 def quantize_linear_dynamic(model_or_learn, # `nn.Module` or fastai `Learner`; not modified
@@ -177,7 +177,7 @@ def quantize_linear_dynamic(model_or_learn, # `nn.Module` or fastai `Learner`; n
         warnings.filterwarnings('ignore', message='.*(deprecated|will be removed).*')
         return torch.ao.quantization.quantize_dynamic(model, {nn.Linear}, dtype=dtype, inplace=True)
 
-# %% ../nbs/50_deploy.ipynb #c036
+# %% ../nbs/50_deploy.ipynb #c039
 def accuracy_change(before, # reference `nn.Module` or `Learner`
                     after,  # transformed `nn.Module` or `Learner` (quantized, folded, pruned…)
                     dls,    # fastai `DataLoaders` (its `valid` is used) or any iterable of `(x, y)` batches
@@ -188,7 +188,7 @@ def accuracy_change(before, # reference `nn.Module` or `Learner`
         with _eval_mode(m), torch.inference_mode(): acc[k] = _accuracy(m, dl, _device_of(m))
     return {**acc, 'change': acc['after'] - acc['before']}
 
-# %% ../nbs/50_deploy.ipynb #c044
+# %% ../nbs/50_deploy.ipynb #c048
 class _Unavailable(Exception): "A backend that cannot run on this machine."
 
 def _call(m, x):
@@ -238,7 +238,7 @@ _BACKENDS = {'torch': _torch_setup, 'torch_channels_last': _channels_last_setup,
              'torch_compile': _torch_compile_setup, 'cuda': _cuda_setup, 'tensorrt': _tensorrt_setup}
 _REQUIRED_BACKENDS = ('torch',)  # the others are skipped with a message when they cannot run here
 
-# %% ../nbs/50_deploy.ipynb #c046
+# %% ../nbs/50_deploy.ipynb #c050
 def _prepare_calls(models, example, backends, batch_sizes, n_warmup)->dict:
     "{(model, backend, bs): zero-argument call}, warmed up; skipped backends printed."
     calls = {}
@@ -269,7 +269,7 @@ def _time_interleaved(calls:dict, n_repeats:int)->dict:
                 t0 = time.perf_counter(); calls[k](); times[k].append(time.perf_counter() - t0)
     return times
 
-# %% ../nbs/50_deploy.ipynb #c047
+# %% ../nbs/50_deploy.ipynb #c051
 def benchmark_inference(model, # `nn.Module`, `Learner`, or dict {name: model} to compare side by side
                         example_input:torch.Tensor, # example batch; benchmark batches cycle its rows
                         backends=('torch', 'torch_channels_last', 'onnxruntime', 'torch_compile'), # also 'cuda', 'tensorrt'
@@ -293,7 +293,7 @@ def benchmark_inference(model, # `nn.Module`, `Learner`, or dict {name: model} t
                  throughput=bs / float(np.median(t))) for (m, b, bs), t in times.items()]
     return pd.DataFrame(rows, columns=['model', 'backend', 'batch_size', 'median_ms', 'throughput'])
 
-# %% ../nbs/50_deploy.ipynb #c048
+# %% ../nbs/50_deploy.ipynb #c052
 def plot_benchmark(df:pd.DataFrame, # a `benchmark_inference` table
                    figsize=None):
     "Bar plot of throughput (samples/s) per backend, one panel per batch size, one bar colour per model"
@@ -307,7 +307,7 @@ def plot_benchmark(df:pd.DataFrame, # a `benchmark_inference` table
     fig.tight_layout()
     return axs[0]
 
-# %% ../nbs/50_deploy.ipynb #c049
+# %% ../nbs/50_deploy.ipynb #c053
 def backend_rows(model, # `nn.Module` or `Learner`
                  example_input:torch.Tensor, # example batch
                  backends=('torch', 'onnxruntime'), # see `benchmark_inference`

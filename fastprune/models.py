@@ -132,7 +132,7 @@ def resnet32(weights=None, n_classes=10): "CIFAR ResNet-32; `weights`: checkpoin
 def resnet44(weights=None, n_classes=10): "CIFAR ResNet-44; `weights`: checkpoint path or None"; return cifar_resnet(44, n_classes, weights)
 def resnet56(weights=None, n_classes=10): "CIFAR ResNet-56; `weights`: checkpoint path or None"; return cifar_resnet(56, n_classes, weights)
 
-# %% ../nbs/01_models.ipynb #c028
+# %% ../nbs/01_models.ipynb #c033
 def selu_net(n_classes:int=10, # output units
              width:int=100, # units of each conv layer and of the dense hidden layer
              in_ch:int=3, # input channels

@@ -134,7 +134,7 @@ def compression_report(model:nn.Module, # the model to measure; left unchanged
     finally:
         for m, training in modes.items(): m.training = training
 
-# %% ../nbs/02_report.ipynb #c024
+# %% ../nbs/02_report.ipynb #c025
 def _ratio(a, b): return a / b if b else float('inf')
 
 @dataclass
