@@ -88,6 +88,7 @@ class CompressionReport:
     latency_bs64_ms:float # median CPU latency at batch 64, ms
     accuracy:float|None=None # accuracy on `dls.valid` (0-1), when data was given
     layers:pd.DataFrame=field(default=None, repr=False) # per conv/linear layer: params, nonzero, flops
+    backend_latency_ms:dict=field(default_factory=dict) # {'latency <backend> bs=<N> (ms)': median}, when asked
 
     @property
     def sparsity(self): return 1 - self.nonzero / self.params if self.params else 0.
@@ -96,7 +97,8 @@ class CompressionReport:
         acc = None if self.accuracy is None else f'{100 * self.accuracy:.2f}%'
         return [('parameters', self.params), ('non-zero parameters', self.nonzero), ('sparsity', f'{100 * self.sparsity:.1f}%'),
                 ('FLOPs (per input)', self.flops), ('size on disk (MB)', self.size_mb),
-                ('latency bs=1 (ms)', self.latency_bs1_ms), ('latency bs=64 (ms)', self.latency_bs64_ms), ('accuracy', acc)]
+                ('latency bs=1 (ms)', self.latency_bs1_ms), ('latency bs=64 (ms)', self.latency_bs64_ms),
+                *self.backend_latency_ms.items(), ('accuracy', acc)]
     def table(self, per_layer=True):
         "Summary table, then the per-layer table, as Markdown text"
         t = _md_table(['metric', 'value'], self.rows())
@@ -106,12 +108,20 @@ class CompressionReport:
     def __str__(self): return self.table()
     def _repr_markdown_(self): return self.table()
 
-# %% ../nbs/02_report.ipynb #c012
+# %% ../nbs/02_report.ipynb #c013
+def _backend_rows(model, xb, backends, n_repeats):
+    "Latency rows for each backend in `backends` (none when empty)"
+    if not backends: return {}
+    from fastprune.deploy import backend_rows
+    return backend_rows(model, xb, tuple(backends), (1, 64), n_repeats)
+
+# %% ../nbs/02_report.ipynb #c014
 @torch.no_grad()
 def compression_report(model:nn.Module, # the model to measure; left unchanged
                        example_input:torch.Tensor, # one sample or a batch; expanded to batch 1 and 64 for latency
                        dls=None, # fastai `DataLoaders`: accuracy is measured on `dls.valid`
                        n_repeats:int=10, # timed runs per latency (median); after 2 warm-up runs
+                       backends:tuple=(), # inference backends to time as extra rows, e.g. ('torch', 'onnxruntime'); see `benchmark_inference`
                       )->CompressionReport:
     "Parameters, non-zero parameters, FLOPs, size on disk, CPU latency (bs 1 and 64) and accuracy of `model`"
     if not (isinstance(n_repeats, int) and n_repeats >= 1): raise ValueError(f"n_repeats={n_repeats!r}; expected an int >= 1")
@@ -130,11 +140,12 @@ def compression_report(model:nn.Module, # the model to measure; left unchanged
             size_mb=_size_mb(model), latency_bs1_ms=_latency_ms(model, x1, n_repeats),
             latency_bs64_ms=_latency_ms(model, x64, n_repeats),
             accuracy=None if dls is None else _accuracy(model, dls.valid, device),
-            layers=_layer_table(model, flops_by_name))
+            layers=_layer_table(model, flops_by_name),
+            backend_latency_ms=_backend_rows(model, xb, backends, n_repeats))
     finally:
         for m, training in modes.items(): m.training = training
 
-# %% ../nbs/02_report.ipynb #c025
+# %% ../nbs/02_report.ipynb #c027
 def _ratio(a, b): return a / b if b else float('inf')
 
 @dataclass
@@ -159,6 +170,8 @@ class ReportComparison:
                 ('size on disk (MB)', b.size_mb, a.size_mb, f'{self.size_x:.2f}× smaller'),
                 ('latency bs=1 (ms)', b.latency_bs1_ms, a.latency_bs1_ms, f'{self.speedup_bs1:.2f}× faster'),
                 ('latency bs=64 (ms)', b.latency_bs64_ms, a.latency_bs64_ms, f'{self.speedup_bs64:.2f}× faster'),
+                *[(k, v, a.backend_latency_ms[k], f'{_ratio(v, a.backend_latency_ms[k]):.2f}× faster')
+                  for k, v in b.backend_latency_ms.items() if k in a.backend_latency_ms],
                 ('accuracy', pct(b.accuracy), pct(a.accuracy), acc)]
     def table(self): return _md_table(['metric', 'before', 'after', 'change'], self.rows())
     def __str__(self): return self.table()
