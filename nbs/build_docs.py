@@ -2,6 +2,7 @@
 """Build fastprune's documentation site offline, without Quarto.
 
     python nbs/build_docs.py [--execute] [--slow] [--out _docs] [--only GLOB ...] [--n-workers N]
+    python nbs/build_docs.py --readme     # README.md from nbs/index.ipynb (what `nbdev-readme` does with Quarto)
 
 Every notebook under nbs/ (recursively; names starting with `_` or `.` are skipped) goes through nbdev's own docs
 processors (`nbdev.processors.FilterDefaults`, the ones `nbdev-proc-nbs` / `nbdev-docs` use: frontmatter, `#| hide`,
@@ -229,6 +230,31 @@ def render_notebook(job):
     except BaseException as e:
         msg = str(e) if isinstance(e, DocsError) else traceback.format_exc()
         return dict(rel=rel, error=msg)
+
+def readme_text(nbs=NBS):
+    "README.md text from the front page notebook: nbdev's docs processing (hidden cells and directives out), as Markdown"
+    import nbformat
+    from fastcore.nbio import read_nb, nb2dict
+    from nbdev.process import NBProcessor
+    from nbconvert import MarkdownExporter
+    nb = read_nb(Path(nbs)/'index.ipynb')
+    NBProcessor(nb=nb, procs=_readme_procs(), rm_directives='quarto').process()
+    nb.cells = [c for c in nb.cells if not (c.cell_type == 'raw' and c.source.lstrip().startswith('---'))]
+    for c in nb.cells:
+        if c.cell_type == 'code': _quarto_tags(c)
+    keep = {'id', 'cell_type', 'metadata', 'source', 'outputs', 'execution_count'}
+    fm = dict(getattr(nb, 'frontmatter_', {}) or {})
+    d = nb2dict(nb)
+    d['metadata']['language_info'] = {'name': 'python'}
+    d['cells'] = [{k: v for k, v in c.items() if k in keep} for c in d['cells'] if 'include-false' not in c['metadata'].get('tags', [])]
+    body, _ = MarkdownExporter().from_notebook_node(nbformat.reads(json.dumps(d), as_version=4))
+    head = f"# {fm.get('title', 'fastprune')}\n\n> {fm.get('description', '')}\n\n"
+    return head + re.sub(r'\n{3,}', '\n\n', body).strip() + '\n'
+
+def _readme_procs():
+    "nbdev's docs processors without running any code: the README shows the front page's stored outputs"
+    from nbdev.processors import FilterDefaults, exec_show_docs, add_links
+    return [p for p in FilterDefaults().procs() if p not in (exec_show_docs, add_links)]
 
 # ------------------------------------------------------------------------------------------- site assembly
 
@@ -480,7 +506,12 @@ def main(argv=None):
     p.add_argument('--only', nargs='+', metavar='GLOB', help='build only the notebooks matching these globs (relative to nbs/)')
     p.add_argument('--nbs', default=str(NBS), help=argparse.SUPPRESS)  # another notebooks folder (the tests use it)
     p.add_argument('--n-workers', type=int, help='notebooks rendered in parallel (default: number of CPUs)')
+    p.add_argument('--readme', action='store_true', help='write README.md from nbs/index.ipynb, then stop')
     a = p.parse_args(argv)
+    if a.readme:
+        (ROOT/'README.md').write_text(readme_text(a.nbs))
+        print('README.md written from index.ipynb')
+        return 0
     try: problems = build(a.nbs, a.out, a.execute, a.slow, a.only, a.n_workers)
     except DocsError as e: problems = [str(e)]
     if problems:
