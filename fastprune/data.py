@@ -47,6 +47,7 @@ def digits_dls(size:int=32, # side of the square images, bilinear upsampling fro
     if not (isinstance(size, int) and size >= 1): raise ValueError(f"digits_dls: size={size!r}; expected an int >= 1")
     if not (isinstance(bs, int) and bs >= 1): raise ValueError(f"digits_dls: bs={bs!r}; expected an int >= 1")
     if not 0 < valid_pct < 1: raise ValueError(f"digits_dls: valid_pct={valid_pct!r}; expected a fraction in (0, 1)")
+    if not (isinstance(seed, int) and not isinstance(seed, bool)): raise ValueError(f"digits_dls: seed={seed!r}; expected an int")
     x, y = _digit_images(size)
     idx = torch.randperm(len(y), generator=torch.Generator().manual_seed(seed))
     n_valid = int(round(len(y) * valid_pct))

@@ -18,8 +18,9 @@ __all__ = ['CompressionReport', 'compression_report', 'ReportComparison', 'compa
 _LAYER_TYPES = (nn.modules.conv._ConvNd, nn.Linear)
 
 def _as_batch(model, x):
-    "`x` as a batch: a single sample (one dimension fewer than the first conv/linear layer expects) gets a batch dim."
+    "`x` as a plain-tensor batch: a single sample (one dimension fewer than the first conv/linear layer expects) gets a batch dim."
     if not isinstance(x, torch.Tensor): raise TypeError(f"example_input must be a torch.Tensor, got {type(x).__name__}")
+    x = x.as_subclass(torch.Tensor)  # fastai's TensorImage dispatch would dominate the timing of small models
     first = next((m for m in model.modules() if isinstance(m, _LAYER_TYPES)), None)
     batch_ndim = 2 if isinstance(first, nn.Linear) else len(first.kernel_size) + 2 if first is not None else x.ndim
     return x[None] if x.ndim == batch_ndim - 1 else x

@@ -228,7 +228,11 @@ def _block_scores(self:Sparsifier, layer, dims):
     if 'grad' in self.criterion.needs and g is None:
         raise ValueError(f"Criterion {self.criterion.name!r} needs gradients: call accumulate_grads() after "
                          f"backward passes before sparsify()")
-    return self.criterion.block_scores(w, dims, w0, g)
+    s = self.criterion.block_scores(w, dims, w0, g)
+    if not torch.isfinite(s).all():
+        raise ValueError(f"layer {layer!r}: its weights or gradients hold NaN or Inf, so criterion "
+                         f"{self.criterion.name!r} cannot rank them; no mask was changed")
+    return s
 
 @patch
 def _targets(self:Sparsifier, sparsity):
@@ -252,10 +256,11 @@ def sparsify(self:Sparsifier, sparsity):
     with torch.no_grad():
         if self.context == 'global' and not isinstance(sparsity, dict): self._prune_global(targets[0][1])
         else:
+            chosen = []  # every layer is scored before any mask is written: a bad layer leaves all masks as they were
             for b, s in targets:
-                pruned, n = b.pruned(self), b.n_blocks(self)
-                k = round(s * n)
-                if k > pruned.sum(): b.write(self, _choose(b.scores(self), pruned, k, b.min_kept))
+                pruned, k = b.pruned(self), round(s * b.n_blocks(self))
+                if k > pruned.sum(): chosen.append((b, _choose(b.scores(self), pruned, k, b.min_kept)))
+            for b, c in chosen: b.write(self, c)
     self._grad_info = {}
     return self
 

@@ -6,6 +6,7 @@
 __all__ = ['SparsifyCallback']
 
 # %% ../../nbs/30_sparsify_callback.ipynb #c003
+import math
 import torch
 from torch import nn
 from fastcore.basics import store_attr, patch
@@ -55,11 +56,16 @@ class SparsifyCallback(Callback):
         x = dl.one_batch()[0][:2]
         return x.as_subclass(torch.Tensor).to(next(self.model.parameters()).device)
 
+    @property
+    def _net(self):
+        "The model itself, unwrapped from a `DistributedDataParallel` wrapper during distributed training."
+        return getattr(self.model, 'module', self.model)
+
     def _setup(self):
         "Build the `Sparsifier` (adopting masks already on the model); validate the target and, for `compact`, tracing."
         x = self._example_input()
-        if self.compact: trace(self.model, x)  # an untraceable model fails now, not after training
-        sp = Sparsifier(self.model, self.granularity, self.context, self.criteria, self.layer_type, self.exclude,
+        if self.compact: trace(self._net, x)  # an untraceable model fails now, not after training
+        sp = Sparsifier(self._net, self.granularity, self.context, self.criteria, self.layer_type, self.exclude,
                         example_input=x)
         try: sp._targets(self.sparsity)
         except ValueError: sp.detach(); raise
@@ -85,7 +91,7 @@ def after_create(self:SparsifyCallback): self._setup()
 
 @patch
 def before_fit(self:SparsifyCallback):
-    if self.sparsifier is None or self.sparsifier.model is not self.model: self._setup()
+    if self.sparsifier is None or self.sparsifier.model is not self._net: self._setup()
     self._frac = None
     self.sparsifier.apply_masks()                              # masks restored by `learn.load` hold from step one
     self._drop_metric()
@@ -95,9 +101,11 @@ def before_fit(self:SparsifyCallback):
 def before_batch(self:SparsifyCallback):
     if 'grad' in self.criteria.needs and not self.sparsifier._grad_info: return  # no gradients seen since last update
     frac = float(self.schedule(self._progress()))
-    if frac >= 1 - self.resolution: frac = 1.  # finish now: a last small step at the very end has no time to recover
-    last = self._frac
-    if last is None or frac >= last + self.resolution or (frac > last and (frac >= 1 or self._progress() >= 1)):
+    # Update points are a pure function of progress (multiples of `resolution`), so a fit resumed from a checkpoint
+    # updates the masks at the very batches an uninterrupted fit would. Near the end, finish at once: a last small
+    # step at the very end has no time to recover.
+    frac = 1. if frac >= 1 - self.resolution else math.floor(frac / self.resolution) * self.resolution
+    if self._frac is None or frac > self._frac:
         self.target = self._target(frac)
         self.sparsifier.sparsify(self.target)
         self.sparsifier.apply_masks()
@@ -125,7 +133,7 @@ def _compact(self:SparsifyCallback):
     "Remove all-zero units with the surgery engine, slicing optimizer state, masks and starting weights along."
     x = self._example_input()
     masks, init = self.sparsifier.detach()
-    self.compacted = _compact_model(self.model, x, opt=self.opt, param_state=[masks, init])
+    self.compacted = _compact_model(self._net, x, opt=self.opt, param_state=[masks, init])
     self._setup()
     self.sparsifier.attach(masks, init)
     n = sum(p.numel() for p in self.model.parameters())
