@@ -596,6 +596,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                                                                              'fastprune/surgery/graph.py'),
                                          'fastprune.surgery.graph._arg': ('graph.html#_arg', 'fastprune/surgery/graph.py'),
                                          'fastprune.surgery.graph._as_tuple': ('graph.html#_as_tuple', 'fastprune/surgery/graph.py'),
+                                         'fastprune.surgery.graph._check_runs': ('graph.html#_check_runs', 'fastprune/surgery/graph.py'),
                                          'fastprune.surgery.graph._dedup': ('graph.html#_dedup', 'fastprune/surgery/graph.py'),
                                          'fastprune.surgery.graph._eval_mode': ('graph.html#_eval_mode', 'fastprune/surgery/graph.py'),
                                          'fastprune.surgery.graph._eval_mode.__enter__': ( 'graph.html#_eval_mode.__enter__',

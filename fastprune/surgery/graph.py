@@ -648,10 +648,22 @@ class ChannelGraph:
 
 def _as_tuple(x): return tuple(x) if isinstance(x, (tuple, list)) else (x,)
 
+def _check_runs(model, example_input):
+    "An input the model cannot run is the caller's mistake (ValueError/TypeError), not an untraceable model"
+    xs = _as_tuple(example_input)
+    if not xs or not all(isinstance(x, torch.Tensor) for x in xs):
+        raise TypeError(f"example_input must be a tensor or a tuple of tensors, got {type(example_input).__name__}")
+    with torch.no_grad(), _eval_mode(model):
+        try: model(*xs)
+        except Exception as e:
+            raise ValueError(f"example_input of shape {[tuple(x.shape) for x in xs]} does not run through "
+                             f"{type(model).__name__}: {type(e).__name__}: {e}") from e
+
 def trace(model:nn.Module, # the model to analyse (not modified)
           example_input, # a tensor, or a tuple of tensors, accepted by `model`
          ) -> ChannelGraph:
     "Trace `model` with torch.fx and shape propagation and return its channel coupling groups"
+    _check_runs(model, example_input)
     gm, leaves = _fx_trace(model, len(_as_tuple(example_input)))
     with torch.no_grad(), _eval_mode(gm):
         try: ShapeProp(gm).propagate(*_as_tuple(example_input))
