@@ -158,7 +158,7 @@ def test_fuzz_prune_units(u, with_opt):
 @FUZZ
 @given(c=st.sampled_from([({'fc1': 2}, False), ({'stack0.0.conv': 0}, False), ({'fc1': -1}, True), ({'fc1': 1.5}, True),
                           ({'fc2': 1}, True), ({'nope': 1}, True)]),
-       s=st.sampled_from([(1e-3, False), (1., False), (-1., False)]))  # bad scales: see the xfail below
+       s=st.sampled_from([(1e-3, False), (1., False), (-1., False), (float('nan'), True), ('x', True)]))
 def test_fuzz_grow_units(c, s):
     model = _model()
     res = _call(grow_units, dict(model=(model, False), counts=c, example_input=(X, False), init_scale=s), model)
@@ -186,9 +186,6 @@ def test_bad_example_input_is_value_error(f, x):
     with pytest.raises((ValueError, TypeError), match='example_input'): f(model, x)
     _assert_unchanged(model, snap)
 
-@pytest.mark.xfail(strict=True, reason="grow_units does not check init_scale (NaN gives NaN weights, a str a TypeError "
-                   "from torch), and a non-dict `counts` is reported as 'units must be a dict'; fix: validate "
-                   "`init_scale` (finite number) and pass the argument name to `_resolve`")
 @pytest.mark.parametrize('kw', [dict(counts=['fc1']), dict(counts={'fc1': 1}, init_scale=nan), dict(counts={'fc1': 1}, init_scale='x')],
                          ids=['counts_list', 'nan_scale', 'str_scale'])
 def test_grow_units_bad_args_named(kw):

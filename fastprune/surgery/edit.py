@@ -152,9 +152,9 @@ def _edit(model, edits, opt=None, param_state=(), init_scale=1.):
     return model
 
 # %% ../../nbs/11_surgery.ipynb #c012
-def _resolve(model, graph, units, what):
+def _resolve(model, graph, units, what, arg='units'):
     "Map `units` keys (modules or names) to their groups; one entry per group with the layer names that asked."
-    if not isinstance(units, dict): raise TypeError(f"units must be a dict {{layer: ...}}, got {type(units).__name__}")
+    if not isinstance(units, dict): raise TypeError(f"{arg} must be a dict {{layer: ...}}, got {type(units).__name__}")
     res = {}
     for layer, v in units.items():
         name = _module_name(model, layer)
@@ -201,9 +201,11 @@ def grow_units(model:nn.Module, # edited in place
                param_state=(), # dicts of per-param tensors: bool ones grow with True, others with 0
               ) -> nn.Module:
     "Append output units to layers (and the matching inputs downstream) without changing the model's function"
+    if isinstance(init_scale, bool) or not isinstance(init_scale, (int, float)) or not math.isfinite(init_scale):
+        raise TypeError(f"init_scale must be a finite number, got {init_scale!r}")
     graph = trace(model, example_input)
     edits = []
-    for g, asked in _resolve(model, graph, counts, 'grow'):
+    for g, asked in _resolve(model, graph, counts, 'grow', 'counts'):
         bad = [(a, n) for a, n in asked if not isinstance(n, int) or n < 0]
         if bad: raise ValueError(f"unit counts must be ints >= 0, got {bad}")
         ns = {n for _, n in asked}
