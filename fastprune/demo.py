@@ -13,7 +13,7 @@ from .models import vgg_bn, mobilenet_v1, resnet20
 from .report import compression_report, compare_reports
 from .callbacks.sparsify import SparsifyCallback
 
-# %% ../nbs/60_demo.ipynb #c004
+# %% ../nbs/60_demo.ipynb #c005
 _archs = dict(vgg_bn=vgg_bn, mobilenet_v1=mobilenet_v1, resnet20=resnet20)
 
 def _demo_dls(data, size, bs, max_per_class, seed):
@@ -21,7 +21,7 @@ def _demo_dls(data, size, bs, max_per_class, seed):
     if data == 'digits': return digits_dls(size=size, bs=bs, seed=seed)
     return folder_dls(data, size=size, bs=bs, max_per_class=max_per_class, seed=seed)
 
-# %% ../nbs/60_demo.ipynb #c005
+# %% ../nbs/60_demo.ipynb #c006
 def run_demo(data='digits', arch='vgg_bn', sparsity=0.5, epochs=4, lr=3e-3, size=32, bs=64, max_per_class=None, seed=0):
     "Train `arch` on `data`, prune `sparsity` of its filters while fine-tuning, compact it; return both reports"
     if arch not in _archs: raise ValueError(f"arch={arch!r} is not one of {sorted(_archs)}")
@@ -37,7 +37,7 @@ def run_demo(data='digits', arch='vgg_bn', sparsity=0.5, epochs=4, lr=3e-3, size
     after = compression_report(learn.model, x, dls=dls)
     return before, after
 
-# %% ../nbs/60_demo.ipynb #c006
+# %% ../nbs/60_demo.ipynb #c007
 @call_parse
 def main(data:str='digits',  # 'digits' (bundled, offline) or a fastai-layout image folder
          arch:str='vgg_bn',  # vgg_bn, mobilenet_v1 or resnet20

@@ -68,7 +68,7 @@ random      = Criterion(_uniform, name='random')
 CRITERIA = {c.name: c for c in (large_final, l2, movement, large_init, taylor, random)}
 "Built-in criteria by name."
 
-# %% ../../nbs/21_criteria.ipynb #c017
+# %% ../../nbs/21_criteria.ipynb #c018
 def _get_criterion(criterion):
     "A `Criterion` from an object or a built-in name; ValueError listing the names otherwise."
     if isinstance(criterion, Criterion): return criterion

@@ -10,7 +10,7 @@ import math
 import torch
 from torch import nn
 
-# %% ../../nbs/20_granularity.ipynb #c005
+# %% ../../nbs/20_granularity.ipynb #c006
 GRANULARITIES = {
     'weight':     {nn.Conv2d: (),        nn.Linear: ()},
     'vector_row': {nn.Conv2d: (3,)},
@@ -24,7 +24,7 @@ GRANULARITIES = {
 }
 "Granularity name → {layer type: weight dims reduced to score one block}."
 
-# %% ../../nbs/20_granularity.ipynb #c006
+# %% ../../nbs/20_granularity.ipynb #c007
 def register_granularity(name:str, # name used by `Sparsifier` and the callbacks
                          layer_type:type, # an `nn.Module` subclass with a `weight`, e.g. `nn.Conv1d`
                          dims:tuple): # weight dimensions reduced to score one block
@@ -37,7 +37,7 @@ def register_granularity(name:str, # name used by `Sparsifier` and the callbacks
     GRANULARITIES.setdefault(name, {})[layer_type] = dims
     return GRANULARITIES[name]
 
-# %% ../../nbs/20_granularity.ipynb #c010
+# %% ../../nbs/20_granularity.ipynb #c011
 def _valid_granularities(layer:nn.Module):
     "Granularity names defined for `layer`'s type."
     return [n for n, t in GRANULARITIES.items() if any(isinstance(layer, lt) for lt in t)]
@@ -51,13 +51,13 @@ def _granularity_dims(layer:nn.Module, granularity:str):
     raise ValueError(f"Granularity {granularity!r} is not defined for {type(layer).__name__}; "
                      f"valid for it: {_valid_granularities(layer)}")
 
-# %% ../../nbs/20_granularity.ipynb #c013
+# %% ../../nbs/20_granularity.ipynb #c014
 def _unit_dim(dims:tuple, ndim:int):
     "0 if blocks are whole output units, 1 if whole input units, else None."
     kept = tuple(d for d in range(ndim) if d not in dims)
     return kept[0] if kept in ((0,), (1,)) else None
 
-# %% ../../nbs/20_granularity.ipynb #c015
+# %% ../../nbs/20_granularity.ipynb #c016
 def _block_view(t:torch.Tensor, dims:tuple):
     "Reshape `t` to `(n_blocks, block_size)`: the reduced `dims` are moved last and flattened."
     kept = [d for d in range(t.ndim) if d not in dims]

@@ -79,7 +79,7 @@ def one_cycle(start_pct=0., end_pct=1., steepness=14., midpoint=3/7):
 SCHEDULES = {f.__name__: f for f in (one_shot, iterative, agp, linear, cosine, one_cycle)}
 "Schedule factories by name."
 
-# %% ../../nbs/22_schedules.ipynb #c017
+# %% ../../nbs/22_schedules.ipynb #c023
 def _get_schedule(schedule):
     "A callable `f(pct) -> fraction` from a schedule, a factory, a factory name or any callable."
     if isinstance(schedule, str):

@@ -109,7 +109,7 @@ def split_classes(dls_or_path, # image folder `<path>/<split>/<class>/...` or fa
             raise ValueError(f"classes={classes!r} is not valid; valid: a non-empty proper subset, without repeats, of {all_cls}")
     return ClassSplit(a, [c for c in all_cls if c not in a], path)
 
-# %% ../../nbs/41_transfer.ipynb #c022
+# %% ../../nbs/41_transfer.ipynb #c023
 _MONITORS = ('train_loss', 'train_accuracy')
 
 def _as_pipeline(stage, i):
