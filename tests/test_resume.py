@@ -93,9 +93,6 @@ def test_compacted_model_save_load_fresh_learner(tmp_path):
     save_pruned(learn.model, tmp_path/'pruned.pt')
     _check_loaded(load_pruned(tmp_path/'pruned.pt', _model), learn, x, expected)
 
-@pytest.mark.xfail(strict=True, reason="load_pruned rebuilds from the factory's modules only: the `*_mask` buffers "
-                   "SparsifyCallback leaves on the compacted model are 'unexpected keys'. Fix in load_pruned: register a "
-                   "buffer for every state-dict key whose owner module exists but lacks it (or save_pruned drops them)")
 def test_compacted_model_with_masks_save_load(tmp_path):
     learn, sp, x, expected = _compacted(tmp_path)
     save_pruned(learn.model, tmp_path/'pruned.pt')

@@ -280,5 +280,9 @@ def load_pruned(path, model_factory) -> nn.Module:
                     new = torch.empty_like(sd[key])
                     store[a] = nn.Parameter(new, requires_grad=v.requires_grad) if isinstance(v, nn.Parameter) else new
         for a, v in ckpt['attrs'].get(k, {}).items(): setattr(m, a, v)
+    for key, v in sd.items():  # extra buffers saved with the model (e.g. a Sparsifier's `weight_mask`) come back as buffers
+        owner, _, a = key.rpartition('.')
+        m = mods.get(owner)
+        if m is not None and not hasattr(m, a): m.register_buffer(a, torch.empty_like(v))
     model.load_state_dict(sd)
     return model
