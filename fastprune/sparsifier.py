@@ -261,8 +261,18 @@ def sparsify(self:Sparsifier, sparsity):
                 pruned, k = b.pruned(self), round(s * b.n_blocks(self))
                 if k > pruned.sum(): chosen.append((b, _choose(b.scores(self), pruned, k, b.min_kept)))
             for b, c in chosen: b.write(self, c)
+        _sync_masks(self.masks)
     self._grad_info = {}
     return self
+
+def _sync_masks(masks):
+    "Under `torch.distributed`, every rank takes rank 0's masks: ranks never prune differently (e.g. `random` scores)"
+    dist = torch.distributed
+    if not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1): return
+    for m in masks.values():
+        t = m.to(torch.uint8)  # gloo broadcasts no bools
+        dist.broadcast(t, 0)
+        m.copy_(t.bool())
 
 @patch
 def _prune_global(self:Sparsifier, s):

@@ -109,10 +109,6 @@ def test_sparsify_compact_ranks_identical(ranks):
     _assert_same_state(r0['sd'], r1['sd'])
     assert {k: v.shape for k, v in r0['sd'].items()} == {k: v.shape for k, v in r1['sd'].items()}
 
-@pytest.mark.xfail(strict=True, reason="criterion `random` scores with each rank's own RNG: each rank zeroes different "
-                   "weights, then DDP's buffer broadcast overwrites rank 1's masks with rank 0's, so the masks agree but "
-                   "the weights diverge; fix: broadcast the masks from rank 0 inside Sparsifier.sparsify under "
-                   "torch.distributed, before they are applied")
 def test_random_criterion_ranks_identical(ranks):
     "`random` scores differ between ranks; DDP's buffer broadcast must not hide that behind equal masks only."
     r0, r1 = _ok(ranks['random'])
