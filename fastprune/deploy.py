@@ -5,7 +5,6 @@
 # %% ../nbs/50_deploy.ipynb #c003
 from __future__ import annotations
 import copy, tempfile, time, warnings
-from contextlib import contextmanager
 from pathlib import Path
 from typing import NamedTuple
 import numpy as np
@@ -13,6 +12,7 @@ import pandas as pd
 import torch
 from torch import nn
 from .report import _accuracy  # one definition of accuracy, shared with the report
+from .surgery.graph import _eval_mode
 
 # %% auto #0
 __all__ = ['OnnxExport', 'export_onnx', 'fold_bn', 'quantize_linear_dynamic', 'accuracy_change', 'benchmark_inference',
@@ -26,15 +26,6 @@ def _model_of(model_or_learn)->nn.Module:
         raise TypeError(f"expected an nn.Module or a fastai Learner, got {type(model_or_learn).__name__}")
     return model
 
-@contextmanager
-def _eval_mode(*models):
-    "Put `models` in eval mode; restore every submodule's own `training` flag on exit."
-    flags = [(m, m.training) for model in models for m in model.modules()]
-    try:
-        for model in models: model.eval()
-        yield
-    finally:
-        for m, training in flags: m.training = training
 
 def _batch_of(example_input:torch.Tensor, bs:int)->torch.Tensor:
     "A batch of `bs` rows cycled from `example_input` (works for any dtype)."

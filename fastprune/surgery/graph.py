@@ -8,6 +8,7 @@ __all__ = ['Group', 'ChannelGraph', 'trace', 'group_of']
 # %% ../../nbs/10_graph.ipynb #c005
 import math, operator, sys, inspect
 from collections import namedtuple, defaultdict
+from contextlib import contextmanager
 import torch, torch.nn as nn, torch.nn.functional as F
 from torch.fx import Tracer, GraphModule, Node
 from torch.fx.passes.shape_prop import ShapeProp
@@ -41,14 +42,15 @@ class _Tracer(Tracer):
             if not hasattr(e, '_fp_module') and not self.is_leaf_module(m, name): e._fp_module = name
             raise
 
-class _eval_mode:
-    "Context manager: model in eval mode, training flags restored on exit."
-    def __init__(self, model): self.model = model
-    def __enter__(self):
-        self.flags = [(m, m.training) for m in self.model.modules()]
-        self.model.eval()
-    def __exit__(self, *a):
-        for m, t in self.flags: m.training = t
+@contextmanager
+def _eval_mode(*models):
+    "Put `models` in eval mode; restore every submodule's own `training` flag on exit."
+    flags = [(m, m.training) for model in models for m in model.modules()]
+    try:
+        for model in models: model.eval()
+        yield
+    finally:
+        for m, training in flags: m.training = training
 
 def _fx_trace(model, n_inputs=1, max_retries=64):
     """Symbolically trace `model` (in eval mode), turning submodules fx cannot trace into leaves. Arguments of `forward`
