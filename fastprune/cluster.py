@@ -9,6 +9,7 @@ __all__ = ['filter_signatures', 'encode_signatures', 'cluster_filters', 'select_
 import math
 from contextlib import contextmanager
 from pathlib import Path
+import inspect
 import numpy as np
 import torch
 import torch.nn as nn
@@ -42,18 +43,22 @@ def _frozen(model):
 # %% ../nbs/32_cluster.ipynb #c008
 class _Stop(Exception): "Raised by the capture hook to end the forward pass once the layer's input is known"
 
-def _conv_input(model, conv, x):
-    "Input of `conv` when `model` runs on `x`; the forward pass stops there"
+@contextmanager
+def _capturing(model, conv):
+    "Inside the block, `layer_input(x)` is the input of `conv` when `model` runs on `x`; the forward pass stops there"
     got = []
     def hook(m, args):
         got.append(args[0])
         raise _Stop
+    def layer_input(x):
+        got.clear()
+        try: model(x)
+        except _Stop: pass
+        if not got: raise ValueError(f"the model's forward pass never calls the layer {conv}")
+        return got[0]
     handle = conv.register_forward_pre_hook(hook)
-    try: model(x)
-    except _Stop: pass
+    try: yield layer_input
     finally: handle.remove()
-    if not got: raise ValueError(f"the model's forward pass never calls the layer {conv}")
-    return got[0]
 
 def _own_channel(conv, x, channels):
     "Output channel `channels[i]` of `conv` on input `x[i]`, for every `i`: (n, h, w), computing only those"
@@ -68,19 +73,27 @@ def _own_channel(conv, x, channels):
                    conv.dilation, groups=n)
     return out[0]
 
+def _objective_weights(conv, x, channels):
+    "`G` with ⟨G, x⟩ + const = Σᵢ mean of `_own_channel(conv, x, channels)[i]`, for every input shaped like `x`"
+    x0 = torch.zeros_like(x, requires_grad=True)
+    with torch.enable_grad(): objective = _own_channel(conv, x0, channels).mean(dim=(-2, -1)).sum()
+    return torch.autograd.grad(objective, x0)[0]
+
 # %% ../nbs/32_cluster.ipynb #c011
 def _spectrum_scale(size, device, decay_power=1):
     "Lucent's 1/frequency scaling of an rfft spectrum of a `size`×`size` image"
     freqs = rfft2d_freqs(size, size)
     return torch.tensor(1.0 / np.maximum(freqs, 1.0 / size) ** decay_power).float().to(device)[..., None]
 
-def _to_image(spectrum, size):
-    "Lucent's FFT parameterisation with decorrelated colour (3 channels), squashed to [0, 1]"
-    scaled = torch.view_as_complex(_spectrum_scale(size, spectrum.device) * spectrum)
-    img = torch.fft.irfftn(scaled, s=(size, size), norm='ortho') / 4.0  # 4: lucid's saturation constant
-    if img.shape[1] == 3:  # colour_d = Σ_c corr[d, c]·img_c, as a 1×1 conv (far faster than a matmul on CPU)
-        img = F.conv2d(img, torch.tensor(color_correlation_normalized, device=img.device)[..., None, None])
-    return torch.sigmoid(img)
+def _image_param(size, channels, device):
+    "Lucent's FFT parameterisation with decorrelated colour (3 channels) as a function spectrum → images in [0, 1]"
+    scale = _spectrum_scale(size, device)
+    colour = torch.tensor(color_correlation_normalized, device=device) if channels == 3 else None
+    def to_image(spectrum):
+        img = torch.fft.irfftn(torch.view_as_complex(scale * spectrum), s=(size, size), norm='ortho') / 4.0  # lucid's saturation
+        if colour is not None: img = (colour @ img.flatten(2)).view(img.shape)  # colour_d = Σ_c corr[d, c]·img_c
+        return torch.sigmoid(img)
+    return to_image
 
 def _standard_transforms(gen):
     "Lucent's `standard_transforms` composed into one warp, device-agnostic, drawn from the generator `gen`"
@@ -96,8 +109,8 @@ def _standard_transforms(gen):
         # content moves p ↦ R·s·(p + shift1) + shift2; the grid needs the inverse map
         inv = torch.tensor([[math.cos(angle), math.sin(angle)], [-math.sin(angle), math.cos(angle)]]) / scale
         theta = torch.cat([inv, (-inv @ shift2 - shift1)[:, None]], 1).to(x)
-        grid = F.affine_grid(theta.expand(len(x), 2, 3), list(x.shape), align_corners=False)
-        return F.grid_sample(x, grid, align_corners=False)
+        grid = F.affine_grid(theta[None], [1, *x.shape[1:]], align_corners=False)  # one grid, shared by the batch
+        return F.grid_sample(x, grid.expand(len(x), -1, -1, -1), align_corners=False)
     return apply
 
 # %% ../nbs/32_cluster.ipynb #c013
@@ -108,16 +121,18 @@ def _first_conv_channels(model):
 def _optimise(model, conv, spectrum, channels, steps, lr, seed, transforms, preprocess, bar=lambda steps: steps):
     "Adam on `spectrum` so that image `i` maximises the mean activation of channel `channels[i]` of `conv`"
     spectrum = spectrum.clone().requires_grad_(True)
-    size = spectrum.shape[2]
-    opt = torch.optim.Adam([spectrum], lr=lr)
+    to_image = _image_param(spectrum.shape[2], spectrum.shape[1], spectrum.device)
+    opt = torch.optim.Adam([spectrum], lr=lr, fused=spectrum.device.type in ('cpu', 'cuda'))  # one kernel, not ten passes
     tfm = _standard_transforms(torch.Generator().manual_seed(seed)) if transforms else (lambda x: x)
-    for _ in bar(range(steps)):
-        opt.zero_grad()
-        x = _conv_input(model, conv, preprocess(tfm(_to_image(spectrum, size))))
-        loss = -_own_channel(conv, x, channels).mean(dim=(-2, -1)).sum()
-        loss.backward()
-        opt.step()
-    return _to_image(spectrum.detach(), size)
+    weights = None
+    with _capturing(model, conv) as layer_input:
+        for _ in bar(range(steps)):
+            opt.zero_grad()
+            x = layer_input(preprocess(tfm(to_image(spectrum))))
+            if weights is None: weights = _objective_weights(conv, x.detach(), channels)
+            (-(x * weights).sum()).backward()  # minus the objective, but for a constant
+            opt.step()
+    return to_image(spectrum.detach())
 
 # %% ../nbs/32_cluster.ipynb #c014
 def filter_signatures(model:nn.Module, # the network; left exactly as it was (modes, gradient flags, hooks)
@@ -272,6 +287,15 @@ def cluster_layer(model:nn.Module, # the network
     return dict(layer=name, images=images.cpu(), labels=labels, keep=keep, prune=prune.nonzero().flatten(), scores=scores)
 
 # %% ../nbs/32_cluster.ipynb #c049
+def _check_kw(kw, fn, reserved, what):
+    "`kw` as a dict of keyword arguments `fn` accepts, without the `reserved` ones the caller sets itself"
+    kw = dict(kw or {})
+    valid = [p for p in inspect.signature(fn).parameters if p not in reserved]
+    bad = [k for k in kw if k not in valid]
+    if bad: raise ValueError(f"{what}: unknown argument(s) {bad}; valid: {valid}")
+    return kw
+
+# %% ../nbs/32_cluster.ipynb #c052
 def _record(cb_or_record, layer):
     if isinstance(cb_or_record, dict): return cb_or_record
     records = getattr(cb_or_record, 'records', None)

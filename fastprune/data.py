@@ -9,8 +9,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from fastcore.basics import store_attr
-from fastai.data.core import DataLoaders, DataLoader
-from fastai.data.transforms import CategoryMap, get_image_files, GrandparentSplitter, parent_label, Normalize
+from fastai.data.core import DataLoaders, TfmdDL
+from fastai.data.transforms import Category, CategoryMap, get_image_files, GrandparentSplitter, parent_label, Normalize
 from fastai.data.block import DataBlock, CategoryBlock
 from fastai.vision.data import ImageBlock, imagenet_stats
 from fastai.vision.augment import Resize
@@ -22,10 +22,12 @@ __all__ = ['digits_dls', 'shared_data', 'resnet_weights', 'folder_dls']
 
 # %% ../nbs/00_data.ipynb #c006
 class _TensorDataset:
-    "Images `x` (N,1,H,W, already normalised) and int labels `y`; items come out as 3-channel `TensorImage`s."
+    "Images `x` (N,1,H,W) and int labels `y`; items come out as 3-channel `TensorImage`s."
     def __init__(self, x, y, vocab): store_attr(); self.loss_func = CrossEntropyLossFlat()  # what `Learner` looks for
     def __len__(self): return len(self.y)
     def __getitem__(self, i): return TensorImage(self.x[i].expand(3, -1, -1)), TensorCategory(self.y[i])
+    def new_empty(self): return type(self)(self.x[:0], self.y[:0], self.vocab)  # what `learn.export` keeps
+    def decode(self, item, full=True): return item[0], Category(self.vocab[int(item[1])])  # titles for `show_batch`
 
 # %% ../nbs/00_data.ipynb #c007
 def _digit_images(size):
@@ -52,16 +54,24 @@ def digits_dls(size:int=32, # side of the square images, bilinear upsampling fro
     idx = torch.randperm(len(y), generator=torch.Generator().manual_seed(seed))
     n_valid = int(round(len(y) * valid_pct))
     valid_idx, train_idx = idx[:n_valid], idx[n_valid:]
-    mean, std = x[train_idx].mean(), x[train_idx].std()
-    x = (x - mean) / std
+    mean, std = x[train_idx].mean().item(), x[train_idx].std().item()
     vocab = CategoryMap(list(range(10)))
     train_ds, valid_ds = (_TensorDataset(x[i], y[i], vocab) for i in (train_idx, valid_idx))
-    dls = DataLoaders(DataLoader(train_ds, bs=bs, shuffle=True, drop_last=True, device=device),
-                      DataLoader(valid_ds, bs=bs, shuffle=False, device=device), device=device)
+    norm = Normalize.from_stats([mean] * 3, [std] * 3, cuda=False)  # `DataLoaders` moves it to `device`
+    dls = DataLoaders(TfmdDL(train_ds, bs=bs, shuffle=True, drop_last=True, after_batch=norm),
+                      TfmdDL(valid_ds, bs=bs, shuffle=False, after_batch=norm), device=device)
     dls.vocab, dls.c = vocab, len(vocab)
     return dls
 
-# %% ../nbs/00_data.ipynb #c017
+# %% ../nbs/00_data.ipynb #c022
+def _example_input(learn, n=2):
+    "`n` inputs of a batch of `learn`'s validation data (training data if there is none), a plain tensor on the model's device."
+    dl = learn.dls.valid if len(learn.dls.valid) else learn.dls.train
+    x = dl.one_batch()[0][:n]
+    model = getattr(learn.model, 'module', learn.model)  # a `DistributedDataParallel` wrapper holds it in `.module`
+    return x.as_subclass(torch.Tensor).to(next(model.parameters()).device)
+
+# %% ../nbs/00_data.ipynb #c025
 def _data_roots(root=None):
     "Candidate shared data folders, in the order they are searched."
     if root is not None: return [Path(root)]
@@ -76,7 +86,7 @@ def _find_in_roots(fname, root=None, kind='file'):
     raise FileNotFoundError(f"{kind} {fname!r} not found; looked in: " + ', '.join(str(r) for r in roots) +
                             ". Pass `root=` or set FASTPRUNE_DATA to the folder holding the archives.")
 
-# %% ../nbs/00_data.ipynb #c018
+# %% ../nbs/00_data.ipynb #c026
 def shared_data(name:str, # archive name without `.tgz`, e.g. 'mnist_tiny', 'cifar10'
                 root=None, # folder holding the archives (default: FASTPRUNE_DATA, else `shared/data` found upward)
                 cache=None, # where to unpack (default: FASTPRUNE_CACHE, else ~/.cache/fastprune)
@@ -97,7 +107,7 @@ def shared_data(name:str, # archive name without `.tgz`, e.g. 'mnist_tiny', 'cif
     finally: shutil.rmtree(tmp, ignore_errors=True)
     return dest
 
-# %% ../nbs/00_data.ipynb #c019
+# %% ../nbs/00_data.ipynb #c027
 def resnet_weights(depth:int, # 20, 32, 44 or 56
                    root=None, # shared data folder, found as in `shared_data` when None
                   )->Path:
@@ -108,7 +118,7 @@ def resnet_weights(depth:int, # 20, 32, 44 or 56
     if not found: raise FileNotFoundError(f"no resnet{depth}-*.th in {folder}")
     return found[0]
 
-# %% ../nbs/00_data.ipynb #c024
+# %% ../nbs/00_data.ipynb #c032
 _TRAIN_NAMES, _VALID_NAMES = ('train', 'training'), ('valid', 'test', 'testing')
 _LAYOUT = ("expected the layout <path>/<train>/<class>/<images> and <path>/<valid>/<class>/<images> with <train> in "
            f"{_TRAIN_NAMES} and <valid> in {_VALID_NAMES} unless given")
@@ -133,7 +143,7 @@ def _class_files(split_path, max_per_class, seed):
     if not files: raise ValueError(f"folder_dls: no images found in the class folders of {split_path}; {_LAYOUT}")
     return files
 
-# %% ../nbs/00_data.ipynb #c025
+# %% ../nbs/00_data.ipynb #c033
 def folder_dls(path, # dataset folder holding the split folders
                size:int|None=None, # resize to size×size; keep the images' own size when None
                bs:int=64, # batch size

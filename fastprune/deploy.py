@@ -250,14 +250,16 @@ def _prepare_calls(models, example, backends, batch_sizes, n_warmup)->dict:
                 print(f"benchmark_inference: skipping backend '{b}' for model '{mname}': {reason}")
     return calls
 
-def _time_interleaved(calls:dict, n_repeats:int)->dict:
+_TIMERS = {'wall': time.perf_counter, 'process': time.process_time}
+
+def _time_interleaved(calls:dict, n_repeats:int, timer:str='wall')->dict:
     "{key: [seconds per repeat]}, each round timing every call once, in a rotated order."
-    keys, times = list(calls), {k: [] for k in calls}
+    keys, times, clock = list(calls), {k: [] for k in calls}, _TIMERS[timer]
     with torch.inference_mode():
         for r in range(n_repeats):
             s = r % len(keys)
             for k in keys[s:] + keys[:s]:
-                t0 = time.perf_counter(); calls[k](); times[k].append(time.perf_counter() - t0)
+                t0 = clock(); calls[k](); times[k].append(clock() - t0)
     return times
 
 # %% ../nbs/50_deploy.ipynb #c051
@@ -267,6 +269,7 @@ def benchmark_inference(model, # `nn.Module`, `Learner`, or dict {name: model} t
                         batch_sizes=(1, 64),
                         n_repeats:int=20, # timed rounds; every (model, backend, batch size) is timed once per round
                         n_warmup:int=2, # untimed calls of each before timing
+                        timer:str='wall', # 'wall' (elapsed time) or 'process' (CPU time of this process, see below)
                        )->pd.DataFrame:
     "Median latency and throughput per model, backend and batch size, all timed in one interleaved loop"
     bad = [b for b in backends if b not in _BACKENDS]
@@ -275,11 +278,12 @@ def benchmark_inference(model, # `nn.Module`, `Learner`, or dict {name: model} t
     if not batch_sizes or not all(isinstance(bs, int) and bs >= 1 for bs in batch_sizes):
         raise ValueError(f"benchmark_inference: batch_sizes={batch_sizes!r}; expected positive ints")
     if not (isinstance(n_repeats, int) and n_repeats >= 1): raise ValueError(f"benchmark_inference: n_repeats={n_repeats!r}; expected an int >= 1")
+    if timer not in _TIMERS: raise ValueError(f"benchmark_inference: timer={timer!r}; valid choices: {tuple(_TIMERS)}")
     if not isinstance(example_input, torch.Tensor): raise TypeError(f"benchmark_inference: example_input must be a torch.Tensor, got {type(example_input).__name__}")
     models = {k: _model_of(m) for k, m in (model.items() if isinstance(model, dict) else [('model', model)])}
     with _eval_mode(*models.values()):
         calls = _prepare_calls(models, example_input, backends, batch_sizes, n_warmup)
-        times = _time_interleaved(calls, n_repeats)
+        times = _time_interleaved(calls, n_repeats, timer)
     rows = [dict(model=m, backend=b, batch_size=bs, median_ms=1e3 * float(np.median(t)),
                  throughput=bs / float(np.median(t))) for (m, b, bs), t in times.items()]
     return pd.DataFrame(rows, columns=['model', 'backend', 'batch_size', 'median_ms', 'throughput'])

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 import pandas as pd
 from fastcore.basics import patch
-from .core.granularity import _granularity_dims, _unit_dim, _block_view, _block_expand
+from .core.granularity import GRANULARITIES, _granularity_dims, _unit_dim, _block_view, _block_expand
 from .core.criteria import large_final, _get_criterion
 from .surgery.graph import trace, group_of
 
@@ -22,14 +22,18 @@ def _owner(model, qualname):
     mod, _, attr = qualname.rpartition('.')
     return (model.get_submodule(mod) if mod else model), attr
 
-def _mask_of(model, qualname): mod, attr = _owner(model, qualname); return getattr(mod, attr + '_mask')
+def _extra(model, qualname, kind):
+    "The `<param>_<kind>` buffer the sparsifier keeps next to parameter `qualname` (kind: 'mask', 'init', 'grad_acc')."
+    mod, attr = _owner(model, qualname); return getattr(mod, f'{attr}_{kind}')
+def _mask_of(model, qualname): return _extra(model, qualname, 'mask')
 def _param(model, qualname): mod, attr = _owner(model, qualname); return getattr(mod, attr)
 
 class _LayerBlocks:
     "The granularity blocks of one layer's weight (plus its bias entries when blocks are whole output units)."
     def __init__(self, name, layer, dims, unit_dim):
         self.name, self.layers, self.dims = name, [name], dims
-        self.min_kept = 0 if unit_dim is None else 1
+        self.is_units = unit_dim is not None  # blocks are whole output (or input) units
+        self.min_kept = int(self.is_units)
         self.mask_params = [f'{name}.weight'] + ([f'{name}.bias'] if unit_dim == 0 and layer.bias is not None else [])
 
     def n_blocks(self, sp): return _block_view(_param(sp.model, f'{self.name}.weight'), self.dims).shape[0]
@@ -46,9 +50,9 @@ class _GroupUnits:
     "The units (channels) of one coupling group: scored by summing producers, zeroed in every source parameter."
     def __init__(self, group, dims):
         self.name = '+'.join(group.producers)
-        self.layers, self.dims, self.min_kept = list(group.producers), dims, 1
+        self.layers, self.dims, self.is_units, self.min_kept = list(group.producers), dims, True, 1
         # where unit j lives in each source tensor: along `dim`, at offset + j*inner ... offset + (j+1)*inner
-        self.sources = [(r.name, r.dim, r.offset, r.size, r.inner) for r in group._recs if r.kind == 'source']
+        self.sources = [(r.name, r.dim, r.offset, r.size, r.inner) for r in group.slices('source')]
         self.mask_params = list(dict.fromkeys(r[0] for r in self.sources))
 
     def _weights(self, sp): return [_param(sp.model, f'{l}.weight') for l in self.layers]
@@ -75,13 +79,31 @@ def _choose(scores, pruned, k, min_kept=0):
 # %% ../nbs/23_sparsifier.ipynb #c011
 _CONTEXTS = ('local', 'global')
 
+# the per-weight state a criterion may need: {buffer kind: (the need, its value for weight `w` when nothing is known)}
+_EXTRAS = {'init': ('init', lambda w: w.detach().clone()),            # starting weights: the current ones
+           'grad_acc': ('grad', lambda w: torch.zeros_like(w.detach()))} # gradient terms: none accumulated
+
 def _fill_missing(attrs, module, state_dict, prefix, *args):
-    "Load pre-hook: a checkpoint without masks is dense, and its weights are the starting weights."
+    "Load pre-hook: a checkpoint without masks is dense, its weights are the starting weights, nothing is accumulated."
     for attr in attrs:
         if prefix + attr + '_mask' not in state_dict:
             state_dict[prefix + attr + '_mask'] = torch.ones_like(getattr(module, attr + '_mask'))
-        if hasattr(module, attr + '_init') and prefix + attr + '_init' not in state_dict:
-            state_dict[prefix + attr + '_init'] = state_dict.get(prefix + attr, getattr(module, attr)).detach().clone()
+        for kind, (_, fresh) in _EXTRAS.items():
+            if hasattr(module, f'{attr}_{kind}') and f'{prefix}{attr}_{kind}' not in state_dict:
+                state_dict[f'{prefix}{attr}_{kind}'] = fresh(state_dict.get(prefix + attr, getattr(module, attr)))
+
+def _unit_granularities():
+    "Granularities whose blocks are whole units (output or input channels) for every layer type they define."
+    return [g for g, t in GRANULARITIES.items() if all(d and _unit_dim(d, len(d) + 1) is not None for d in t.values())]
+
+def _check_round_to(round_to, granularity):
+    "`round_to` as an int >= 1; above 1 only for a structured granularity."
+    if isinstance(round_to, bool) or not isinstance(round_to, int) or round_to < 1:
+        raise ValueError(f"round_to={round_to!r} is not valid; valid: an int >= 1")
+    if round_to > 1 and granularity not in _unit_granularities():
+        raise ValueError(f"round_to={round_to} rounds kept units, but granularity {granularity!r} has none; "
+                         f"valid granularities with round_to > 1: {_unit_granularities()}")
+    return round_to
 
 def _check_sparsity(s, what='sparsity'):
     if isinstance(s, bool) or not isinstance(s, (int, float)) or not 0 <= s < 1:
@@ -125,9 +147,11 @@ class Sparsifier:
                  criteria=large_final, # a `Criterion` or a name in `CRITERIA`
                  layer_type=(nn.Conv2d, nn.Linear), # layer class(es) to prune
                  exclude=None, # layer (or parent module) names kept dense; None: first and last for structured
-                 example_input=None): # an input batch: `filter`/`row` blocks follow the surgery engine's groups
+                 example_input=None, # an input batch: `filter`/`row` blocks follow the surgery engine's groups
+                 round_to:int=1): # structured granularities: kept units per layer (or group) a multiple of this
         if context not in _CONTEXTS: raise ValueError(f"Unknown context {context!r}; valid: {list(_CONTEXTS)}")
         self.criterion = _get_criterion(criteria)
+        self.round_to = _check_round_to(round_to, granularity)
         self.model, self.granularity, self.context = model, granularity, context
         cands, self.dims, units, excluded = _select_layers(model, layer_type, granularity, exclude)
         self.candidates = list(cands)
@@ -137,7 +161,7 @@ class Sparsifier:
             self.blocks = self._group_blocks(example_input)
         else: self.blocks = [_LayerBlocks(n, cands[n], self.dims[n], units[n]) for n in self.layers]
         if not self.blocks: raise ValueError(f"No prunable layer among {self.candidates}: {self.notes}")
-        self._cache, self._grad_info, self._hooks = {}, {}, []
+        self._cache, self._hooks = {}, []
         self.attach()
 
     def _group_blocks(self, example_input):
@@ -171,9 +195,10 @@ class Sparsifier:
 # %% ../nbs/23_sparsifier.ipynb #c014
 @patch
 def attach(self:Sparsifier, masks=None, # {param name: bool mask}; default: keep existing buffers or all-True
-           init=None): # {weight name: starting weight}; default: keep existing or the current weights
-    "Register masks (and starting weights) as buffers `<param>_mask` / `<param>_init` on their layers."
-    masks, init = masks or {}, init or {}
+           init=None, # {weight name: starting weight}; default: keep existing or the current weights
+           grad_acc=None): # {weight name: accumulated gradient term}; default: keep existing or zeros
+    "Register masks (and what the criterion needs) as buffers `<param>_mask` / `_init` / `_grad_acc` on their layers."
+    masks, given = masks or {}, dict(init=init or {}, grad_acc=grad_acc or {})
     by_module = {}
     for pname in [p for b in self.blocks for p in b.mask_params]:
         mod, attr = _owner(self.model, pname)
@@ -184,11 +209,12 @@ def attach(self:Sparsifier, masks=None, # {param name: bool mask}; default: keep
             raise ValueError(f"{pname}_mask has shape {tuple(getattr(mod, attr + '_mask').shape)}, "
                              f"{pname} has {tuple(p.shape)}")
         by_module.setdefault(mod, []).append(attr)
-    if 'init' in self.criterion.needs:
+    for kind, (need, fresh) in _EXTRAS.items():
+        if need not in self.criterion.needs: continue
         for pname in self._scored:
             mod, attr = _owner(self.model, pname)
-            if pname in init: mod.register_buffer(attr + '_init', init[pname].detach().clone())
-            elif not hasattr(mod, attr + '_init'): mod.register_buffer(attr + '_init', getattr(mod, attr).detach().clone())
+            if pname in given[kind]: mod.register_buffer(f'{attr}_{kind}', given[kind][pname].detach().clone())
+            elif not hasattr(mod, f'{attr}_{kind}'): mod.register_buffer(f'{attr}_{kind}', fresh(getattr(mod, attr)))
     for h in self._hooks: h.remove()
     self._hooks = [m.register_load_state_dict_pre_hook(partial(_fill_missing, attrs)) for m, attrs in by_module.items()]
     self._cache, self._entries = {}, [(p, *_owner(self.model, p)) for b in self.blocks for p in b.mask_params]
@@ -196,15 +222,16 @@ def attach(self:Sparsifier, masks=None, # {param name: bool mask}; default: keep
 
 @patch
 def detach(self:Sparsifier):
-    "Remove the buffers and hooks the sparsifier put on the model; returns `(masks, init)` dicts."
-    masks, init = self.masks, {}
+    "Remove the buffers and hooks the sparsifier put on the model; returns `(masks, init, grad_acc)` dicts."
+    masks, extras = self.masks, {kind: {} for kind in _EXTRAS}
     for pname in masks:
         mod, attr = _owner(self.model, pname)
         del mod._buffers[attr + '_mask']
-        if attr + '_init' in mod._buffers: init[pname] = mod._buffers.pop(attr + '_init')
+        for kind, got in extras.items():
+            if f'{attr}_{kind}' in mod._buffers: got[pname] = mod._buffers.pop(f'{attr}_{kind}')
     for h in self._hooks: h.remove()
     self._hooks, self._cache, self._entries = [], {}, []
-    return masks, init
+    return masks, extras['init'], extras['grad_acc']
 
 @patch
 def reset(self:Sparsifier):
@@ -215,7 +242,7 @@ def reset(self:Sparsifier):
             for pname in self._scored:
                 mod, attr = _owner(self.model, pname)
                 getattr(mod, attr + '_init').copy_(getattr(mod, attr))
-    self._grad_info = {}
+    self._reset_grads()
     return self
 
 # %% ../nbs/23_sparsifier.ipynb #c016
@@ -223,9 +250,8 @@ def reset(self:Sparsifier):
 def _block_scores(self:Sparsifier, layer, dims):
     "Criterion scores of `layer`'s weight blocks."
     mod = _owner(self.model, f'{layer}.weight')[0]
-    w, w0 = mod.weight.detach(), getattr(mod, 'weight_init', None)
-    g = self._grad_info.get(f'{layer}.weight')
-    if 'grad' in self.criterion.needs and g is None:
+    w, w0, g = mod.weight.detach(), getattr(mod, 'weight_init', None), getattr(mod, 'weight_grad_acc', None)
+    if 'grad' in self.criterion.needs and not self._has_grads():
         raise ValueError(f"Criterion {self.criterion.name!r} needs gradients: call accumulate_grads() after "
                          f"backward passes before sparsify()")
     s = self.criterion.block_scores(w, dims, w0, g)
@@ -258,21 +284,48 @@ def sparsify(self:Sparsifier, sparsity):
         else:
             chosen = []  # every layer is scored before any mask is written: a bad layer leaves all masks as they were
             for b, s in targets:
-                pruned, k = b.pruned(self), round(s * b.n_blocks(self))
+                pruned, k = b.pruned(self), self._n_pruned(b, s)
                 if k > pruned.sum(): chosen.append((b, _choose(b.scores(self), pruned, k, b.min_kept)))
             for b, c in chosen: b.write(self, c)
-        _sync_masks(self.masks)
-    self._grad_info = {}
+        _from_rank0(self.masks.values())
+    self._reset_grads()
     return self
 
-def _sync_masks(masks):
-    "Under `torch.distributed`, every rank takes rank 0's masks: ranks never prune differently (e.g. `random` scores)"
+def _distributed():
+    "True inside a `torch.distributed` process group of more than one rank."
     dist = torch.distributed
-    if not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1): return
-    for m in masks.values():
-        t = m.to(torch.uint8)  # gloo broadcasts no bools
-        dist.broadcast(t, 0)
-        m.copy_(t.bool())
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+def _from_rank0(tensors):
+    "Under `torch.distributed`, every rank takes rank 0's `tensors` (in place): ranks never diverge (e.g. `random` scores)"
+    if not _distributed(): return
+    for t in tensors:
+        b = t.to(torch.uint8) if t.dtype == torch.bool else t  # gloo broadcasts no bools
+        torch.distributed.broadcast(b, 0)
+        if b is not t: t.copy_(b.bool())
+
+def _rank0():
+    "True on rank 0 of a `torch.distributed` run, or outside one."
+    return not _distributed() or torch.distributed.get_rank() == 0
+
+def _object_from_rank0(obj):
+    "Rank 0's picklable `obj` on every rank (`obj` itself outside `torch.distributed`)."
+    if not _distributed(): return obj
+    box = [obj]
+    torch.distributed.broadcast_object_list(box, src=0)
+    return box[0]
+
+@patch
+def _rounded(self:Sparsifier, n, k):
+    "Blocks to prune of `n` when `k` are asked: fewer, so that the kept count is a multiple of `round_to` (≥ `round_to`, ≤ `n`)."
+    r = self.round_to
+    return k if r == 1 else n - min(n, max(r, math.ceil((n - k) / r) * r))
+
+@patch
+def _n_pruned(self:Sparsifier, b, s):
+    "Blocks of block set `b` that sparsity `s` prunes locally: round(s·n), at most n − `min_kept`, then `round_to`."
+    n = b.n_blocks(self)
+    return self._rounded(n, min(round(s * n), n - b.min_kept))
 
 @patch
 def _prune_global(self:Sparsifier, s):
@@ -289,23 +342,36 @@ def _prune_global(self:Sparsifier, s):
     chosen[order[(size_sorted.cumsum(0) - size_sorted / 2 <= budget) | (scores[order] == -math.inf)]] = True
     for b, p, c, sc in zip(self.blocks, pruned, chosen.split([len(p) for p in pruned]),
                            scores.split([len(p) for p in pruned])):
-        if c.sum() > len(c) - b.min_kept: c = _choose(sc, p, len(c) - b.min_kept)
+        k = self._rounded(len(c), min(int(c.sum()), len(c) - b.min_kept))
+        if k < c.sum(): c = _choose(sc, p, k)
         if (c & ~p).any(): b.write(self, c)
 
 @patch
 def _n_weights(self:Sparsifier): return sum(_param(self.model, p).numel() for p in self._scored)
 
+@patch(as_prop=True)
+def _grad_sums(self:Sparsifier):
+    "{weight name: its `_grad_acc` buffer}; empty unless the criterion needs 'grad'."
+    if 'grad' not in self.criterion.needs: return {}
+    return {pname: _extra(self.model, pname, 'grad_acc') for pname in self._scored}
+
+@patch
+def _has_grads(self:Sparsifier):
+    "True once a gradient term was accumulated since the last mask update (an all-zero sum carries no information)."
+    return any(bool(g.any()) for g in self._grad_sums.values())
+
+@patch
+def _reset_grads(self:Sparsifier):
+    with torch.no_grad():
+        for g in self._grad_sums.values(): g.zero_()
+
 @patch
 def accumulate_grads(self:Sparsifier):
-    "Add this batch's gradient term (for criteria that need 'grad'); call after backward."
-    if 'grad' not in self.criterion.needs: return
+    "Add this batch's gradient term to the `<weight>_grad_acc` buffers (for criteria that need 'grad'); call after backward."
     with torch.no_grad():
-        for pname in self._scored:
+        for pname, acc in self._grad_sums.items():
             w = _param(self.model, pname)
-            if w.grad is None: continue
-            t = self.criterion.grad_term(w.detach(), w.grad)
-            if pname in self._grad_info: self._grad_info[pname].add_(t)
-            else: self._grad_info[pname] = t.clone()
+            if w.grad is not None: acc.add_(self.criterion.grad_term(w.detach(), w.grad))
 
 # %% ../nbs/23_sparsifier.ipynb #c018
 @patch
@@ -359,3 +425,59 @@ def sparsity_report(self:Sparsifier):
     rows.append(dict(layer='total (pruned layers)', type='', shape='', weights=tw, zeros=tz,
                      sparsity=round(100 * tz / tw, 2), note=f'{self.granularity}, {self.context}, {self.criterion.name}'))
     return pd.DataFrame(rows)
+
+# %% ../nbs/23_sparsifier.ipynb #c075
+@patch(as_prop=True)
+def structured_layers(self:Sparsifier):
+    "Names of the pruned layers whose units (output units for `filter`/`row`, input units for `channel`/`column`) can be set."
+    return [n for b in self.blocks if b.is_units for n in b.layers]
+
+@patch
+def _unit_set(self:Sparsifier, layer):
+    "The block set (layer or coupling group) holding `layer`'s units; ValueError naming the valid layers otherwise."
+    if not isinstance(layer, str):
+        raise ValueError(f"layer={layer!r} must be a layer name; valid: {self.structured_layers}")
+    b = next((b for b in self.blocks if layer in b.layers), None)
+    if b is None or not b.is_units:
+        why = (f"granularity {self.granularity!r} has no units (valid: {_unit_granularities()})" if b is not None
+               else f"it is not pruned ({self.notes[layer]})" if layer in self.notes else 'it does not exist')
+        raise ValueError(f"layer {layer!r} has no settable units: {why}; valid layers: {self.structured_layers}")
+    return b
+
+@patch
+def coupled_layers(self:Sparsifier, layer:str)->list:
+    "The layers whose units are `layer`'s (its coupling group's producers; just `[layer]` when it is alone)."
+    return list(self._unit_set(layer).layers)
+
+@patch
+def unit_scores(self:Sparsifier, layer:str)->torch.Tensor:
+    "One criterion score per unit of `layer` (summed over its coupled layers); higher is kept first."
+    return self._unit_set(layer).scores(self)
+
+@patch
+def pruned_units(self:Sparsifier, layer:str)->torch.Tensor:
+    "Bool tensor, one entry per unit of `layer`: True where the unit is pruned."
+    return self._unit_set(layer).pruned(self)
+
+@patch
+def n_kept_units(self:Sparsifier, layer:str, sparsity:float)->int:
+    "Units of `layer` that `sparsify(sparsity)` keeps in the local context (with `round_to`)."
+    b = self._unit_set(layer)
+    return b.n_blocks(self) - self._n_pruned(b, _check_sparsity(sparsity))
+
+@patch
+def prune_layer_units(self:Sparsifier, layer:str, units):
+    "Prune `units` (indices) of `layer` and of its coupled layers; masks only grow, all or nothing."
+    b = self._unit_set(layer)
+    n, pruned = b.n_blocks(self), b.pruned(self)
+    idx = torch.as_tensor(units)
+    if idx.dtype == torch.bool or idx.is_floating_point() or idx.ndim > 1 or ((idx < 0) | (idx >= n)).any():
+        raise ValueError(f"units={units!r} for layer {layer!r}: valid: integer indices in [0, {n})")
+    now = pruned.clone()
+    now[idx.to(now.device)] = True
+    if now.all(): raise ValueError(f"units={units!r} would prune every unit of {b.layers}; valid: keep at least one")
+    with torch.no_grad():
+        b.write(self, now)
+        _from_rank0(self.masks.values())
+    self._reset_grads()
+    return self

@@ -69,6 +69,29 @@ def test_resume_after_interrupt_matches_uninterrupted(tmp_path, uninterrupted, e
     _assert_equal_states({k: v for k, v in sp2.sparsifier.masks.items()}, masks_full)
     _assert_equal_states(_state(fresh), sd_full)
 
+@pytest.mark.parametrize('granularity,context', [('weight', 'local'), ('filter', 'global')])
+def test_taylor_resume_is_bit_identical(tmp_path, granularity, context):
+    """`taylor` ranks by |w·grad| summed since the last mask update. The sums are `<weight>_grad_acc` buffers, so a
+    checkpoint taken between two updates carries them, and the resumed fit ends bit-identical to the uninterrupted one
+    (weights, masks, sums). Control: the same resume with the sums dropped ends elsewhere."""
+    kw = dict(criteria='taylor', granularity=granularity, context=context)
+    full, _ = _learner(tmp_path/'full', **kw)
+    _fit(full)
+    learn, _ = _learner(tmp_path, SaveModelCallback(every_epoch=True, with_opt=True, fname='tckpt'), _Interrupt(RuntimeError), **kw)
+    with pytest.raises(RuntimeError, match='injected'): _fit(learn)
+
+    def resumed(drop_sums):
+        fresh, sp = _learner(tmp_path, **kw)
+        fresh.load(f'tckpt_{STOP_EPOCH - 1}', with_opt=True)
+        assert sp.sparsifier._has_grads() and 0 < sp.sparsifier.achieved_sparsity < 0.6  # mid-accumulation, mid-schedule
+        if drop_sums: sp.sparsifier._reset_grads()
+        _fit(fresh, start_epoch=STOP_EPOCH)
+        assert sp.achieved_sparsity == pytest.approx(0.6, abs=0.02)
+        return _state(fresh)
+
+    _assert_equal_states(resumed(drop_sums=False), _state(full))
+    with pytest.raises(AssertionError, match='differ'): _assert_equal_states(resumed(drop_sums=True), _state(full))
+
 def _compacted(tmp_path):
     "A learner whose model `SparsifyCallback(compact=True)` made physically smaller, and a batch with its outputs."
     learn, sp = _learner(tmp_path, granularity='filter', compact=True, sparsity=0.5)
@@ -154,3 +177,45 @@ def test_prune_units_atomic_on_injected_failure(opt_kind, where):
     _check_same(before, model, ostate, plists)
     assert model(x).shape == (4, 10)
     if where == 'param_state': assert all(v.shape == dict(model.named_parameters())[k].shape for k, v in masks.items())
+
+# ---- lottery tickets: resume inside a level ---------------------------------------------------------------------
+from fastprune.callbacks.lottery import LotteryRewindCallback
+
+def _lottery_learner(path, *cbs, seed=0, **lottery_kw):
+    torch.manual_seed(seed)
+    lth = LotteryRewindCallback(0.5, **lottery_kw)
+    learn = Learner(digits_dls(size=8, bs=64), _model(), path=path, opt_func=Adam, cbs=[lth, _EpochSeed(), *cbs])
+    return learn, lth
+
+def _lottery_result(learn, lth):
+    return _state(learn), {k: v.clone() for k, v in lth.sparsifier.masks.items()}, lth.level, lth.rewind_point
+
+@pytest.mark.parametrize('interrupted_level,lottery_kw', [(1, dict(granularity='weight')),
+                                                          (1, dict(granularity='filter', context='local')),
+                                                          (0, dict(granularity='weight', rewind_epoch=2))])
+def test_lottery_resume_inside_level_matches_uninterrupted(tmp_path, interrupted_level, lottery_kw):
+    """Two levels; the fit of `interrupted_level` crashes in its second epoch and is resumed from the checkpoint of
+    its first epoch by a new Learner (another random model) with a new callback. With `rewind_epoch=2` the crash
+    comes before the rewind point was recorded: the resumed fit records it. The run ends where the uninterrupted run
+    ended: same weights, BN statistics, masks, rewind point and level."""
+    learn, lth = _lottery_learner(tmp_path/'full', **lottery_kw)
+    for _ in range(2): _fit(learn)
+    full_sd, full_masks, full_level, full_rewind = _lottery_result(learn, lth)
+    assert full_level == 2 and 0 < lth.sparsifier.achieved_sparsity
+
+    learn, lth = _lottery_learner(tmp_path, **lottery_kw)
+    for _ in range(interrupted_level): _fit(learn)
+    with pytest.raises(RuntimeError, match='injected'):
+        _fit(learn, cbs=[SaveModelCallback(every_epoch=True, with_opt=True, fname='lckpt'), _Interrupt(RuntimeError)])
+    assert lth.level == interrupted_level                       # the crashed level was not recorded as finished
+
+    fresh, lth2 = _lottery_learner(tmp_path, seed=1, **lottery_kw)
+    fresh.load(f'lckpt_{STOP_EPOCH - 1}', with_opt=True)
+    assert lth2.level == interrupted_level and (lth2.rewind_point is None) == (interrupted_level == 0 and 'rewind_epoch' in lottery_kw)
+    _fit(fresh, start_epoch=STOP_EPOCH)                         # the rest of the interrupted level
+    for _ in range(interrupted_level + 1, 2): _fit(fresh)       # and the levels after it
+    sd, masks, level, rewind = _lottery_result(fresh, lth2)
+    assert level == full_level
+    _assert_equal_states(masks, full_masks)
+    _assert_equal_states(rewind, full_rewind)
+    _assert_equal_states(sd, full_sd)

@@ -16,7 +16,8 @@ from fastai.learner import ValueMetric
 from ..core.granularity import GRANULARITIES
 from ..core.criteria import large_final, _get_criterion
 from ..core.schedules import one_cycle, _get_schedule
-from ..sparsifier import Sparsifier, _check_sparsity, _CONTEXTS
+from ..sparsifier import Sparsifier, _check_sparsity, _check_round_to, _CONTEXTS
+from ..data import _example_input
 from ..surgery.edit import compact as _compact_model
 from ..surgery.graph import trace
 
@@ -28,7 +29,31 @@ def _check_target(sparsity):
         return {k: _check_sparsity(v, f'sparsity[{k!r}]') for k, v in sparsity.items()}
     return _check_sparsity(sparsity)
 
-class SparsifyCallback(Callback):
+class _MaskedTraining(Callback):
+    """Keeps `self.sparsifier`'s masks exact through every optimizer step; `_net` is the model without a DDP wrapper.
+    Per-fit work goes in `_fit_start`, `_train_start` (the fit's first training phase) and `_fit_end(trained)`, which
+    `learn.validate()`/`get_preds` never call, not even from inside a fit."""
+    @property
+    def _net(self): return getattr(self.model, 'module', self.model)
+    @property
+    def _validating(self): return self.learn.lock.locked()  # fastai holds it exactly in `validation_context`
+    def before_fit(self):
+        if self._validating: return
+        self._trained = False
+        self._fit_start()
+    def before_train(self):
+        if self._trained: return
+        self._train_start()
+        self._trained = True
+    def after_fit(self):
+        if not self._validating: self._fit_end(self._trained)
+    def _fit_start(self): pass
+    def _train_start(self): pass
+    def _fit_end(self, trained): "`trained`: whether a training phase ran (not, e.g., when `start_epoch` skipped them all)"
+    def before_step(self): self.sparsifier.mask_grads()  # no gradient, so no momentum, on masked weights
+    def after_step(self): self.sparsifier.apply_masks()   # weight decay and Adam updates cannot revive them
+
+class SparsifyCallback(_MaskedTraining):
     "Prune `learn.model` while it trains, following `schedule` up to `sparsity`."
     order, run_valid = 8, False  # before MixedPrecision (10) and GradientClip (11); before Recorder (50) for the column
 
@@ -40,33 +65,24 @@ class SparsifyCallback(Callback):
                  layer_type=(nn.Conv2d, nn.Linear), # layer class(es) to prune
                  exclude=None, # layer names kept dense; None: first and last layer for structured granularities
                  compact=False, # after the last epoch, physically remove the pruned units
-                 resolution=0.05): # recompute masks when the schedule's fraction grew by this much
+                 resolution=0.05, # recompute masks when the schedule's fraction grew by this much
+                 round_to=1): # structured granularities: kept units per layer (or group) a multiple of this
         self.sparsity = _check_target(sparsity)
         if granularity not in GRANULARITIES:
             raise ValueError(f"Unknown granularity {granularity!r}; valid: {sorted(GRANULARITIES)}")
         if context not in _CONTEXTS: raise ValueError(f"Unknown context {context!r}; valid: {list(_CONTEXTS)}")
         if not 0 < resolution <= 1: raise ValueError(f"resolution={resolution!r} is not valid; valid: a float in (0, 1]")
+        self.round_to = _check_round_to(round_to, granularity)
         self.criteria, self.schedule = _get_criterion(criteria), _get_schedule(schedule)
         store_attr('granularity,context,layer_type,exclude,compact,resolution')
         self.sparsifier, self.achieved_sparsity, self.target, self.compacted = None, None, 0., None
 
-    def _example_input(self):
-        "A two-item input batch on the model's device, for tracing."
-        dl = self.dls.valid if len(self.dls.valid) else self.dls.train
-        x = dl.one_batch()[0][:2]
-        return x.as_subclass(torch.Tensor).to(next(self.model.parameters()).device)
-
-    @property
-    def _net(self):
-        "The model itself, unwrapped from a `DistributedDataParallel` wrapper during distributed training."
-        return getattr(self.model, 'module', self.model)
-
     def _setup(self):
         "Build the `Sparsifier` (adopting masks already on the model); validate the target and, for `compact`, tracing."
-        x = self._example_input()
+        x = _example_input(self.learn)
         if self.compact: trace(self._net, x)  # an untraceable model fails now, not after training
         sp = Sparsifier(self._net, self.granularity, self.context, self.criteria, self.layer_type, self.exclude,
-                        example_input=x)
+                        example_input=x, round_to=self.round_to)
         try: sp._targets(self.sparsity)
         except ValueError: sp.detach(); raise
         self.sparsifier = sp
@@ -81,31 +97,39 @@ class SparsifyCallback(Callback):
         if isinstance(self.sparsity, dict): return {k: v * frac for k, v in self.sparsity.items()}
         return self.sparsity * frac
 
-    def _progress(self):
+    def _pos(self): return self.epoch * self.n_iter + self.iter  # training batch of the fit, also when resumed
+
+    def _progress(self, pos=None):
         "0 at the first training batch, exactly 1 at the last one, consistent across resumed fits."
-        return (self.epoch * self.n_iter + self.iter) / max(1, self.n_epoch * self.n_iter - 1)
+        return (self._pos() if pos is None else pos) / max(1, self.n_epoch * self.n_iter - 1)
+
+    def _step_frac(self, pos):
+        "Fraction of the target at batch `pos`, on the `resolution` grid: a pure function of progress."
+        frac = float(self.schedule(self._progress(pos)))
+        return 1. if frac >= 1 - self.resolution else math.floor(frac / self.resolution) * self.resolution
 
 # %% ../../nbs/30_sparsify_callback.ipynb #c008
 @patch
 def after_create(self:SparsifyCallback): self._setup()
 
 @patch
-def before_fit(self:SparsifyCallback):
+def _fit_start(self:SparsifyCallback):
     if self.sparsifier is None or self.sparsifier.model is not self._net: self._setup()
-    self._frac = None
+    self._frac = None                                          # known at the first batch (a resumed fit starts later)
     self.sparsifier.apply_masks()                              # masks restored by `learn.load` hold from step one
     self._drop_metric()
     self.learn.metrics = self.learn.metrics + [ValueMetric(self._sparsity_now, 'sparsity')]
 
 @patch
 def before_batch(self:SparsifyCallback):
-    if 'grad' in self.criteria.needs and not self.sparsifier._grad_info: return  # no gradients seen since last update
-    frac = float(self.schedule(self._progress()))
     # Update points are a pure function of progress (multiples of `resolution`), so a fit resumed from a checkpoint
-    # updates the masks at the very batches an uninterrupted fit would. Near the end, finish at once: a last small
-    # step at the very end has no time to recover.
-    frac = 1. if frac >= 1 - self.resolution else math.floor(frac / self.resolution) * self.resolution
-    if self._frac is None or frac > self._frac:
+    # knows the last fraction the interrupted fit applied and updates the masks at the very batches an uninterrupted
+    # fit would. Near the end, finish at once: a last small step at the very end has no time to recover.
+    pos = self._pos()
+    if self._frac is None: self._frac = max(map(self._step_frac, range(pos)), default=-1.)  # -1: nothing applied
+    if 'grad' in self.criteria.needs and not self.sparsifier._has_grads(): return  # no gradients since last update
+    frac = self._step_frac(pos)
+    if frac > self._frac:
         self.target = self._target(frac)
         self.sparsifier.sparsify(self.target)
         self.sparsifier.apply_masks()
@@ -116,25 +140,20 @@ def after_backward(self:SparsifyCallback):
     if 'grad' in self.criteria.needs: self.sparsifier.accumulate_grads()
 
 @patch
-def before_step(self:SparsifyCallback): self.sparsifier.mask_grads()
-
-@patch
-def after_step(self:SparsifyCallback): self.sparsifier.apply_masks()
-
-@patch
-def after_fit(self:SparsifyCallback):
+def _fit_end(self:SparsifyCallback, trained):
     self._drop_metric()
+    if not trained: return
     self.achieved_sparsity = self.sparsifier.achieved_sparsity
     print(self.sparsifier.sparsity_report().to_string(index=False))
     if self.compact: self._compact()
 
 @patch
 def _compact(self:SparsifyCallback):
-    "Remove all-zero units with the surgery engine, slicing optimizer state, masks and starting weights along."
-    x = self._example_input()
-    masks, init = self.sparsifier.detach()
-    self.compacted = _compact_model(self._net, x, opt=self.opt, param_state=[masks, init])
+    "Remove all-zero units with the surgery engine, slicing optimizer state and the sparsifier's buffers along."
+    x = _example_input(self.learn)
+    state = self.sparsifier.detach()                          # masks, starting weights, accumulated gradient terms
+    self.compacted = _compact_model(self._net, x, opt=self.opt, param_state=state)
     self._setup()
-    self.sparsifier.attach(masks, init)
+    self.sparsifier.attach(*state)
     n = sum(p.numel() for p in self.model.parameters())
     print(f"compact: removed {self.compacted} units; {n:,} parameters left")

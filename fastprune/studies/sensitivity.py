@@ -10,6 +10,7 @@ from torch import nn
 import pandas as pd
 from fastcore.basics import AttrDict
 from fastprogress.fastprogress import progress_bar
+from ..data import _example_input
 from ..core.criteria import large_final
 from ..sparsifier import Sparsifier, _check_sparsity, _param
 from ..surgery.graph import trace, group_of
@@ -20,10 +21,6 @@ from ..report import compression_report, compare_reports
 __all__ = ['sensitivity', 'plot_sensitivity', 'filter_norms', 'plot_filter_norms', 'prune_until']
 
 # %% ../../nbs/40_sensitivity.ipynb #c008
-def _example_input(learn, n=2):
-    "A few validation inputs of `learn`, to trace the model."
-    return learn.dls.valid.one_batch()[0][:n]
-
 def _validate(learn):
     "(loss, first metric or None) on the validation set, without progress bars or logging."
     with learn.no_bar(), learn.no_logging(): res = learn.validate()

@@ -22,7 +22,7 @@ def _plans(edits, lengths):
         if new: inserts[key][r.offset + r.size*r.inner] = new*r.inner
         inits[key] = r.init if r.kind in ('source', 'state') else 'zero'
     plans = defaultdict(dict)
-    for key in set(removed) | set(inserts):
+    for key in dict.fromkeys([*removed, *inserts]):  # edit order, not hash order: new units' init is reproducible
         keep = torch.ones(lengths[key], dtype=torch.bool)
         for pos in removed[key]: keep[pos] = False
         kept, pieces, prev = keep.nonzero().flatten(), [], 0
