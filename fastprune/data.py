@@ -58,8 +58,8 @@ def digits_dls(size:int=32, # side of the square images, bilinear upsampling fro
     vocab = CategoryMap(list(range(10)))
     train_ds, valid_ds = (_TensorDataset(x[i], y[i], vocab) for i in (train_idx, valid_idx))
     norm = Normalize.from_stats([mean] * 3, [std] * 3, cuda=False)  # `DataLoaders` moves it to `device`
-    dls = DataLoaders(TfmdDL(train_ds, bs=bs, shuffle=True, drop_last=True, after_batch=norm),
-                      TfmdDL(valid_ds, bs=bs, shuffle=False, after_batch=norm), device=device)
+    dls = DataLoaders(TfmdDL(train_ds, bs=bs, shuffle=True, drop_last=True, after_batch=norm, num_workers=0),
+                      TfmdDL(valid_ds, bs=bs, shuffle=False, after_batch=norm, num_workers=0), device=device)
     dls.vocab, dls.c = vocab, len(vocab)
     return dls
 

@@ -6,26 +6,17 @@
 __all__ = ['ClusterPruneCallback']
 
 # %% ../../nbs/34_cluster_callback.ipynb #c003
-import inspect
 import torch
 from torch import nn
 from fastcore.basics import store_attr, patch
 from fastai.data.transforms import Normalize
 from ..core.criteria import large_final
 from ..core.schedules import one_shot
-from ..sparsifier import _check_sparsity
-from ..cluster import filter_signatures, encode_signatures, cluster_layer, _encoder, _n_clusters
+from ..sparsifier import _check_sparsity, _rank0
+from ..cluster import filter_signatures, encode_signatures, cluster_layer, _encoder, _n_clusters, _check_kw
 from .sparsify import SparsifyCallback
 
 # %% ../../nbs/34_cluster_callback.ipynb #c006
-def _check_kw(kw, fn, reserved, what):
-    "`kw` as a dict of keyword arguments `fn` accepts, without the `reserved` ones the callback sets itself"
-    kw = dict(kw or {})
-    valid = [p for p in inspect.signature(fn).parameters if p not in reserved]
-    bad = [k for k in kw if k not in valid]
-    if bad: raise ValueError(f"{what}: unknown argument(s) {bad}; valid: {valid}")
-    return kw
-
 class ClusterPruneCallback(SparsifyCallback):
     "Prune conv layers one at a time for filter variety: cluster their filters' signatures, keep each cluster's best"
     def __init__(self, sparsity:float, # share of the filters to remove from each pruned layer, in [0, 1)
@@ -53,30 +44,26 @@ class ClusterPruneCallback(SparsifyCallback):
 # %% ../../nbs/34_cluster_callback.ipynb #c008
 @patch
 def _setup(self:ClusterPruneCallback):
-    convs = [n for n, m in self.model.named_modules() if isinstance(m, nn.Conv2d)]
+    convs = [n for n, m in self._net.named_modules() if isinstance(m, nn.Conv2d)]
     if self.layers is not None:
         bad = [l for l in self.layers if l not in convs]
         if bad: raise ValueError(f"layers {bad} are not Conv2d layers of the model; its conv layers: {convs}")
         self.exclude = [n for n in convs if n not in self.layers]
     SparsifyCallback._setup(self)
     sp = self.sparsifier
-    self._blocks = {b.layers[0]: b for b in sp.blocks if len(b.layers) == 1}
+    alone = [l for l in sp.structured_layers if sp.coupled_layers(l) == [l]]
     if self.layers is not None:
-        why = {l: sp.notes.get(l, f"its filters are coupled with other layers' ({self._coupled(l)})")
-               for l in self.layers if l not in self._blocks}
+        why = {l: sp.notes.get(l) or f"its filters are coupled with other layers' ({sp.coupled_layers(l)})"
+               for l in self.layers if l not in alone}
         if why:
             sp.detach()
             raise ValueError(f"layers {list(why)} cannot be cluster-pruned: {why}; "
-                             f"layers that can: {[n for n in convs if n in self._blocks] or 'none'}")
-    self.pruning_order = [n for n in convs if n in self._blocks and (self.layers is None or n in self.layers)]
+                             f"layers that can: {[n for n in convs if n in alone] or 'none'}")
+    self.pruning_order = [n for n in convs if n in alone and (self.layers is None or n in self.layers)]
     if not self.pruning_order:
         sp.detach()
         raise ValueError(f"no conv layer of the model can be cluster-pruned (conv layers: {convs}; "
                          f"why not: {sp.notes}); pass layers=[...]")
-
-@patch
-def _coupled(self:ClusterPruneCallback, layer):
-    return next((b.layers for b in self.sparsifier.blocks if layer in b.layers), [])
 
 # %% ../../nbs/34_cluster_callback.ipynb #c010
 @patch
@@ -91,24 +78,23 @@ def _render_kw(self:ClusterPruneCallback):
 @patch
 def _cluster_prune(self:ClusterPruneCallback, layer, frac):
     "Cluster `layer`'s unpruned filters and prune it to `frac` of the target, unless it is already there"
-    sp, block = self.sparsifier, self._blocks[layer]
-    was = block.pruned(sp)
-    pruned, n = was.cpu(), len(was)
-    sparsity = self.sparsity * frac
+    sp = self.sparsifier
+    pruned = sp.pruned_units(layer).cpu()
+    n, sparsity = len(pruned), self.sparsity * frac
     if n - _n_clusters(n, sparsity) <= pruned.sum(): return
-    rec = cluster_layer(self.model, layer, sparsity, block.scores(sp), self.encoder, self._render_kw(),
-                        self.encode_kw, self.seed, pruned)
-    now = torch.zeros(n, dtype=torch.bool)
-    now[rec['prune']] = True
-    block.write(sp, now.to(was.device))
+    rec, prune = None, torch.zeros(0, dtype=torch.long)  # other ranks: rank 0's choice arrives with its masks
+    if _rank0():
+        rec = cluster_layer(self._net, layer, sparsity, sp.unit_scores(layer), self.encoder, self._render_kw(),
+                            self.encode_kw, self.seed, pruned)
+        prune = rec['prune']
+    sp.prune_layer_units(layer, prune)  # collective under DDP: every rank takes rank 0's masks
     sp.apply_masks()
-    sp._grad_info = {}  # gradient scores restart after each cut, as after `Sparsifier.sparsify`
-    self.records[layer] = rec
+    if rec is not None: self.records[layer] = rec
 
 # %% ../../nbs/34_cluster_callback.ipynb #c011
 @patch
-def before_fit(self:ClusterPruneCallback):
-    SparsifyCallback.before_fit(self)
+def _fit_start(self:ClusterPruneCallback):
+    SparsifyCallback._fit_start(self)
     self._reached = {}
 
 @patch
@@ -129,7 +115,7 @@ def before_batch(self:ClusterPruneCallback):
     self._prune_until(self._progress() * len(self.pruning_order))
 
 @patch
-def after_fit(self:ClusterPruneCallback):
+def _fit_end(self:ClusterPruneCallback, trained):
     "A fit too short to reach every segment (a single batch) still ends with every layer at its target"
-    self._prune_until(len(self.pruning_order))
-    SparsifyCallback.after_fit(self)
+    if trained: self._prune_until(len(self.pruning_order))
+    SparsifyCallback._fit_end(self, trained)

@@ -10,8 +10,12 @@ import torch
 from torch import nn
 from fastcore.basics import store_attr
 from fastai.callback.core import Callback
+from torch.nn.parallel import DistributedDataParallel
+from ..data import _example_input
 from ..surgery.graph import trace, group_of, Group, _module_name
 from ..surgery.edit import grow_units, prune_units
+from ..sparsifier import _rank0, _object_from_rank0
+from .sparsify import _FitHooks
 
 # %% ../../nbs/33_das_callback.ipynb #c006
 _REGULARIZERS = ('weighted_l1', 'l1', 'group_l21', None)
@@ -56,7 +60,15 @@ def _weights(n, weight_fn, device):
     return w
 
 # %% ../../nbs/33_das_callback.ipynb #c010
-class DASGrowPruneCallback(Callback):
+_DDP_SETTINGS = ('device_ids', 'output_device', 'dim', 'process_group', 'find_unused_parameters',
+                 'gradient_as_bucket_view', 'static_graph')
+
+def _rewrap(wrapper):
+    "A new `DistributedDataParallel` like `wrapper` around its module (whose parameters surgery replaced)."
+    return DistributedDataParallel(wrapper.module, **{k: getattr(wrapper, k) for k in _DDP_SETTINGS if hasattr(wrapper, k)})
+
+# %% ../../nbs/33_das_callback.ipynb #c012
+class DASGrowPruneCallback(_FitHooks):
     "Dynamic auto-sizing: grow tiny units before each epoch, penalise high-index units, prune those below `tau` after"
     order, run_valid = 8, False
 
@@ -81,17 +93,19 @@ class DASGrowPruneCallback(Callback):
             bad('layers', layers, 'None or a non-empty list of layer names/modules')
         store_attr('alpha,tau,growth_pct,min_growth,layers,static_after,regularizer')
         self.weight_fn = weight_fn or _index
-        self.history, self.skipped, self.penalty, self._grown, self._setup_done = [], {}, None, None, False
+        self.history, self.skipped, self.penalty, self.initial, self._grown = [], {}, None, None, None
 
     # -- helpers -----------------------------------------------------------------------------------------------
-    def _example_input(self):
-        dl = self.dls.valid if len(self.dls.valid) else self.dls.train
-        return dl.one_batch()[0][:1].as_subclass(torch.Tensor).to(next(self.model.parameters()).device)
+    def _surgery(self, edit, arg, **kw):
+        "`edit(net, arg, ...)` on the unwrapped model and the optimizer, then rebuild a DDP wrapper and the caches."
+        edit(self._net, arg, self._xb, opt=self.opt, **kw)
+        if isinstance(self.model, DistributedDataParallel): self.learn.model = _rewrap(self.model)
+        self._refresh()
 
     def _refresh(self):
         "Re-trace; cache, per auto-sized layer, its (param, rec) source slices and its weight vector."
-        graph = trace(self.model, self._xb)
-        params = dict(self.model.named_parameters())
+        graph = trace(self._net, self._xb)
+        params = dict(self._net.named_parameters())
         self._slices, self._w = {}, {}
         for k in self.sizing:
             g = group_of(graph, k)
@@ -107,31 +121,31 @@ class DASGrowPruneCallback(Callback):
     @property
     def active(self): return self.static_after is None or self.epoch < self.static_after
 
+    def _n_params(self): return sum(p.numel() for p in self._net.parameters())
+
     def _record(self, grown):
-        self.history.append(dict(epoch=self.epoch, sizes=self.sizes(), grown_to=grown,
-                                 n_params=sum(p.numel() for p in self.model.parameters())))
+        if _rank0(): self.history.append(dict(epoch=self.epoch, sizes=self.sizes(), grown_to=grown, n_params=self._n_params()))
 
     # -- events --------------------------------------------------------------------------------------------------
-    # fastai's `validate`/`get_preds` also fire before_fit/before_epoch/after_epoch/after_fit, so the surgery hangs
-    # on before_train/after_train, which only `fit` fires (and validation then sees the pruned model).
-    def before_fit(self): self._setup_done = False
+    # fastai's `validate`/`get_preds` also fire before_fit/before_epoch/after_epoch/after_fit, also from inside a fit,
+    # so the setup runs at the fit's first training phase (`_FitHooks`) and the surgery hangs on before_train/after_train,
+    # which only `fit` fires (validation then sees the pruned model).
+    def _train_start(self): self._setup()
 
     def _setup(self):
-        self._xb = self._example_input()
-        self.sizing, self.skipped = _auto_layers(self.model, trace(self.model, self._xb), self.layers)
+        self._xb = _example_input(self.learn)
+        self.sizing, self.skipped = _auto_layers(self._net, trace(self._net, self._xb), self.layers)
         self._refresh()
-        if not self.history: self.initial = dict(sizes=self.sizes(), n_params=sum(p.numel() for p in self.model.parameters()))
-        self._setup_done = True
+        if self.initial is None: self.initial = dict(sizes=self.sizes(), n_params=self._n_params())
 
     def before_train(self):
-        if not self._setup_done: self._setup()
+        super().before_train()  # the fit's first training phase sets up (`_train_start`)
         self._grown = None
         if not self.active or not self.sizing: return
         counts = {k: max(round(n * self.growth_pct), self.min_growth) for k, n in self.sizes().items()}
         counts = {k: int(c) for k, c in counts.items() if c}
         if not counts: return
-        grow_units(self.model, counts, self._xb, init_scale=self.tau, opt=self.opt)
-        self._refresh()
+        self._surgery(grow_units, counts, init_scale=self.tau)
         self._grown = self.sizes()
 
     def penalty_value(self) -> torch.Tensor:
@@ -156,6 +170,9 @@ class DASGrowPruneCallback(Callback):
         with torch.no_grad():
             for k in self.sizing:
                 mx = torch.stack([r.abs().amax(1) for r in self._rows(k)]).amax(0)
+                if not torch.isfinite(mx).all():  # NaN < tau is False: a diverged layer would never shrink
+                    raise ValueError(f"layer {k!r}: its incoming parameters hold NaN or Inf (training diverged; "
+                                     f"lower the learning rate); no unit was pruned")
                 idx = (mx < self.tau).nonzero().flatten()
                 if len(idx) == len(mx): idx = idx[idx != mx.argmax()]
                 if len(idx): res[k] = idx.tolist()
@@ -163,10 +180,8 @@ class DASGrowPruneCallback(Callback):
 
     def after_train(self):
         if self.active and self.sizing:
-            units = self.below_tau()
-            if units:
-                prune_units(self.model, units, self._xb, opt=self.opt)
-                self._refresh()
+            units = _object_from_rank0(self.below_tau())
+            if units: self._surgery(prune_units, units)
         self._record(self._grown)
 
     def plot(self, ax=None):

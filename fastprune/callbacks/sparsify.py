@@ -29,10 +29,11 @@ def _check_target(sparsity):
         return {k: _check_sparsity(v, f'sparsity[{k!r}]') for k, v in sparsity.items()}
     return _check_sparsity(sparsity)
 
-class _MaskedTraining(Callback):
-    """Keeps `self.sparsifier`'s masks exact through every optimizer step; `_net` is the model without a DDP wrapper.
-    Per-fit work goes in `_fit_start`, `_train_start` (the fit's first training phase) and `_fit_end(trained)`, which
-    `learn.validate()`/`get_preds` never call, not even from inside a fit."""
+class _FitHooks(Callback):
+    """Per-fit work goes in `_fit_start`, `_train_start` (the fit's first training phase) and `_fit_end(trained)`,
+    which `learn.validate()`/`get_preds` never call, not even from inside a fit (fastai fires `before_fit` and
+    `after_fit` around those too). `_net` is the model without a DDP wrapper."""
+    _trained = True  # outside a fit there is no fit to start: `before_fit` sets it to False
     @property
     def _net(self): return getattr(self.model, 'module', self.model)
     @property
@@ -50,6 +51,9 @@ class _MaskedTraining(Callback):
     def _fit_start(self): pass
     def _train_start(self): pass
     def _fit_end(self, trained): "`trained`: whether a training phase ran (not, e.g., when `start_epoch` skipped them all)"
+
+class _MaskedTraining(_FitHooks):
+    "Keeps `self.sparsifier`'s masks exact through every optimizer step."
     def before_step(self): self.sparsifier.mask_grads()  # no gradient, so no momentum, on masked weights
     def after_step(self): self.sparsifier.apply_masks()   # weight decay and Adam updates cannot revive them
 

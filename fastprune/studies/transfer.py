@@ -18,6 +18,7 @@ from fastai.vision.data import ImageBlock, imagenet_stats
 from fastai.vision.augment import Resize
 from fasttransform import Transform, Pipeline
 from ..data import _split_dir, _class_files, _TRAIN_NAMES, _VALID_NAMES
+from ..callbacks.sparsify import _FitHooks
 
 # %% auto #0
 __all__ = ['transfer', 'ClassSplit', 'split_classes', 'ProgressiveAugmentCallback']
@@ -118,7 +119,7 @@ def _as_pipeline(stage, i):
     if bad: raise TypeError(f"stages[{i}]: {bad} are not fastai Transforms; valid: a Transform or a list of them, e.g. [Flip(), Rotate()]")
     return Pipeline(tfms, split_idx=0)
 
-class ProgressiveAugmentCallback(Callback):
+class ProgressiveAugmentCallback(_FitHooks):
     "Train without augmentation, then move to the next stage of batch transforms each time the training loss plateaus"
     order = 5  # before callbacks that read or mix the batch (e.g. MixUp)
     def __init__(self, stages, # list of stages: each a fastai batch `Transform` or a list of them, weakest first
@@ -131,9 +132,13 @@ class ProgressiveAugmentCallback(Callback):
         self.pipes = [Pipeline([], split_idx=0)] + [_as_pipeline(s, i) for i, s in enumerate(stages)]
         store_attr('patience,min_delta,monitor')
 
-    def before_epoch(self): self.n, self.loss_sum, self.correct = 0, 0., 0
-    def before_train(self):  # not `before_fit`: `learn.validate()` also sends before_fit/after_epoch
-        if self.epoch == 0: self.stage, self.best, self.wait, self.history = 0, math.inf, 0, []
+    # `learn.validate()` sends before_fit/after_fit and the epoch events too, also from inside a fit: the curriculum
+    # starts with a real fit only (`_FitHooks`), and counts and moves on in the training phase's events, which only
+    # `fit` sends.
+    def _fit_start(self): self.stage, self.best, self.wait, self.history = 0, math.inf, 0, []
+    def before_train(self):
+        super().before_train()
+        self.n, self.loss_sum, self.correct = 0, 0., 0
     def before_batch(self):
         if self.training and self.stage: self.learn.xb = (self.pipes[self.stage](self.xb[0]), *self.xb[1:])
     def after_batch(self):
@@ -142,8 +147,8 @@ class ProgressiveAugmentCallback(Callback):
         self.n += bs; self.loss_sum += float(self.loss) * bs
         self.correct += int((self.pred.argmax(-1) == self.yb[0]).sum())
 
-    def after_epoch(self):
-        if not self.n: return  # a validation-only pass
+    def after_train(self):
+        if not self.n: return  # no training batch ran (a cancelled epoch)
         loss, acc = self.loss_sum / max(self.n, 1), self.correct / max(self.n, 1)
         self.history.append(dict(epoch=self.epoch, stage=self.stage, train_loss=loss, train_accuracy=acc))
         value = loss if self.monitor == 'train_loss' else -acc
