@@ -7,7 +7,7 @@ dominate the time). The data-parallel wrapper is `_DDPTrainer`, the accelerate-f
 the `accelerate` package, which fastprune does not depend on. `tests/test_ddp_callbacks.py` and
 `tests/test_ddp_cluster.py` use the same helpers.
 """
-import os, socket, tempfile
+import contextlib, io, os, socket, tempfile
 import pytest, torch
 import torch.distributed as dist, torch.multiprocessing as mp
 from torch.nn.parallel import DistributedDataParallel
@@ -73,9 +73,10 @@ def _run(rank, name):
     torch.manual_seed(rank)  # per-rank RNG (data order, `random` scores) as under a real launcher
     if name == DAS: cb = DASGrowPruneCallback(alpha=1e-3, tau=1e-2, min_growth=2, growth_pct=0.)
     else: cb = SparsifyCallback(0.5, **SCENARIOS[name])
-    learn = _learner(rank, cb)
-    with learn.no_bar(), learn.no_logging(): learn.fit_one_cycle(DAS_EPOCHS if name == DAS else 1, 1e-2)
-    res = dict(sd={k: v.detach().clone() for k, v in learn.model.state_dict().items()})
+    learn, printed = _learner(rank, cb), io.StringIO()
+    with learn.no_bar(), learn.no_logging(), contextlib.redirect_stdout(printed):
+        learn.fit_one_cycle(DAS_EPOCHS if name == DAS else 1, 1e-2)
+    res = dict(sd={k: v.detach().clone() for k, v in learn.model.state_dict().items()}, printed=printed.getvalue())
     if name == DAS: res.update(sizes=cb.sizes(), history=cb.history, initial=cb.initial)
     else: res.update(masks={k: v.clone() for k, v in cb.sparsifier.masks.items()}, sparsity=cb.achieved_sparsity,
                      compacted=cb.compacted)
@@ -106,6 +107,7 @@ def test_sparsify_ranks_identical(ranks, name):
 
 def test_sparsify_compact_ranks_identical(ranks):
     r0, r1 = ranks['filter_compact']
+    assert 'compact: removed' in r0['printed'] and r1['printed'] == ''  # the report and summary come from rank 0 only
     assert r0['compacted'] and r0['compacted'] == r1['compacted']
     _assert_same_state(r0['sd'], r1['sd'])
     assert {k: v.shape for k, v in r0['sd'].items()} == {k: v.shape for k, v in r1['sd'].items()}

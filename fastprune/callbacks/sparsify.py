@@ -16,7 +16,7 @@ from fastai.learner import ValueMetric
 from ..core.granularity import GRANULARITIES
 from ..core.criteria import large_final, _get_criterion
 from ..core.schedules import one_cycle, _get_schedule
-from ..sparsifier import Sparsifier, _check_sparsity, _check_round_to, _CONTEXTS
+from ..sparsifier import Sparsifier, _check_sparsity, _check_round_to, _CONTEXTS, _rank0
 from ..data import _example_input
 from ..surgery.edit import compact as _compact_model
 from ..surgery.graph import trace
@@ -148,7 +148,7 @@ def _fit_end(self:SparsifyCallback, trained):
     self._drop_metric()
     if not trained: return
     self.achieved_sparsity = self.sparsifier.achieved_sparsity
-    print(self.sparsifier.sparsity_report().to_string(index=False))
+    if _rank0(): print(self.sparsifier.sparsity_report().to_string(index=False))  # one report under DDP
     if self.compact: self._compact()
 
 @patch
@@ -160,4 +160,4 @@ def _compact(self:SparsifyCallback):
     self._setup()
     self.sparsifier.attach(*state)
     n = sum(p.numel() for p in self.model.parameters())
-    print(f"compact: removed {self.compacted} units; {n:,} parameters left")
+    if _rank0(): print(f"compact: removed {self.compacted} units; {n:,} parameters left")
