@@ -19,17 +19,13 @@ Run from the repository root (fastprune installed, or PYTHONPATH=.):
 import argparse, copy, os
 from pathlib import Path
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 from fastprune.models import vgg_bn, resnet56
 from fastprune.surgery.edit import prune_units
 from fastprune.deploy import benchmark_inference, fold_bn, _l1_units
+from fastprune.report import _flops
 
 WEIGHTS = Path(__file__).resolve().parents[1].parent/'shared/data/weights/resnet56-4bfd9763.th'
 TARGET = 0.9
-
-def flops(model, x):
-    with FlopCounterMode(display=False) as fc, torch.no_grad(): model(x)
-    return fc.get_total_flops()
 
 def dense_and_pruned(model, x, fraction, multiple_of, fold):
     model.eval()
@@ -54,7 +50,7 @@ def main():
     for name, net in nets.items():
         dense, pruned = dense_and_pruned(net, x, args.fraction, args.multiple_of, args.fold_bn)
         models[f'{name} dense'], models[f'{name} pruned'] = dense, pruned
-        fd, fp = flops(dense, x), flops(pruned, x)
+        fd, fp = _flops(dense, x)[0], _flops(pruned, x)[0]
         flops_ratio[name] = fd / fp
         n = lambda m: sum(p.numel() for p in m.parameters())
         print(f'{name}: params {n(dense):,} -> {n(pruned):,}; FLOPs {fd/1e6:.1f}M -> {fp/1e6:.1f}M ({fd/fp:.2f}x fewer)')

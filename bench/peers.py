@@ -26,10 +26,10 @@ from pathlib import Path
 import torch
 from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
-from torch.utils.flop_counter import FlopCounterMode
 from fastprune.surgery import prune_units
 from fastprune.deploy import _l1_units
-from fastprune.models import vgg_bn, resnet56
+from fastprune.models import vgg_bn, resnet56, _n_params as n_params
+from fastprune.report import _flops
 
 COVERAGE = '''resnet18 mobilenet_v2 mobilenet_v3_small efficientnet_b0 densenet121 googlenet inception_v3 shufflenet_v2_x0_5
 squeezenet1_0 regnet_x_400mf mnasnet0_5 convnext_tiny vit_b_16 swin_t maxvit_t'''.split()
@@ -80,12 +80,6 @@ def optimizer_check(model, opt, x):
     except Exception as e: ok = f'fails ({type(e).__name__})'
     return share, ok
 
-def flops(model, x):
-    with FlopCounterMode(display=False) as fc, torch.inference_mode(): model.eval()(x)
-    return fc.get_total_flops()
-
-def n_params(model): return sum(p.numel() for p in model.parameters())
-
 def cpu_time(model, x):
     with torch.inference_mode():
         t = time.process_time(); model(x); return time.process_time() - t
@@ -117,9 +111,9 @@ def compare(tp, repeats):
                 print(f"{name:<18}{lib:<15}  pruned model broken: {type(e).__name__}: {str(e).splitlines()[0][:70]}"); continue
             share, step = optimizer_check(model, opt, x)
             pruned.append(model.eval()); rows.append((lib, secs, share, step))
-        fd, pd = flops(dense, x), n_params(dense)
+        fd, pd = _flops(dense, x)[0], n_params(dense)
         for (lib, secs, share, step), model, s in zip(rows, pruned, speedups(dense, pruned, x.repeat(64, 1, 1, 1), repeats)):
-            fr = fd / flops(model, x)
+            fr = fd / _flops(model, x)[0]
             print(f"{name:<18}{lib:<15}{pd / n_params(model):>7.2f}×{fr:>7.2f}×{s:>9.2f}×{s / fr:>7.0%}{secs:>9.2f}"
                   f"{share:>10.0%}  {step}", flush=True)
 

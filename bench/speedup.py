@@ -22,10 +22,9 @@ import argparse, copy, statistics, sys, time, warnings
 from pathlib import Path
 import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
-from torch.utils.flop_counter import FlopCounterMode
-from fastprune.surgery.graph import trace
 from fastprune.surgery.edit import prune_units
 from fastprune.deploy import fold_bn, _l1_units
+from fastprune.report import _flops
 
 TARGET = 0.9
 
@@ -40,10 +39,6 @@ def _nets(size):
     except ImportError as e: print(f"fastprune.models unavailable ({e}): skipping the VGG-style net and ResNet-56")
     for n in ('resnet18', 'resnet50', 'mobilenet_v2'): nets[n] = (lambda n=n: torchvision.models.get_model(n, weights=None), size)
     return nets
-
-def flops(model, x):
-    with FlopCounterMode(display=False) as fc, torch.inference_mode(): model(x)
-    return fc.get_total_flops()
 
 def timed(model, x):
     with torch.inference_mode():
@@ -107,7 +102,7 @@ def main():
         x1 = torch.randn(1, 3, s, s)
         pruned = prune_units(copy.deepcopy(dense), _l1_units(dense, x1, a.fraction, a.multiple_of), x1)
         dense, pruned = (for_inference(m, a.fold_bn, a.channels_last) for m in (dense, pruned))
-        fr = flops(dense, x1) / flops(pruned, x1)
+        fr = _flops(dense, x1)[0] / _flops(pruned, x1)[0]
         pr = sum(q.numel() for q in dense.parameters()) / sum(q.numel() for q in pruned.parameters())
         cols = []
         for b in a.batches:

@@ -295,6 +295,18 @@ def _check_kw(kw, fn, reserved, what):
     if bad: raise ValueError(f"{what}: unknown argument(s) {bad}; valid: {valid}")
     return kw
 
+# the functions each dict feeds, bound here (a wrapper put in their place later, e.g. a test counting renders, does not
+# change what is valid), and the arguments `cluster_layer` sets itself
+_KW_TARGETS = dict(render_kw=(filter_signatures, ('model', 'layer', 'seed')), encode_kw=(encode_signatures, ('images', 'encoder')))
+
+def _cluster_settings(encoder, render_kw, encode_kw):
+    "(encoder module, render_kw, encode_kw) for `cluster_layer`, checked now: a bad encoder or argument fails before training"
+    render_kw = _check_kw(render_kw, *_KW_TARGETS['render_kw'], 'render_kw')
+    encode_kw = _check_kw(encode_kw, *_KW_TARGETS['encode_kw'], 'encode_kw')
+    encoder, default_size = _encoder(encoder)
+    if default_size: encode_kw.setdefault('size', default_size)
+    return encoder, render_kw, encode_kw
+
 # %% ../nbs/32_cluster.ipynb #c052
 def _record(cb_or_record, layer):
     if isinstance(cb_or_record, dict): return cb_or_record

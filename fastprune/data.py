@@ -132,6 +132,14 @@ def _split_dir(path, name, choices, what):
         if (path/c).is_dir() and any(p.is_dir() for p in (path/c).iterdir()): return c
     raise ValueError(f"folder_dls: no {what} folder among {choices} with class subfolders in {path}; {_LAYOUT}")
 
+def _files_dls(path, files, train, valid, size=None, bs=64, stats=None, num_workers=0, vocab=None, **kwargs):
+    "`DataLoaders` of image `files` under `<path>/<train|valid>/<class>/`, labelled by folder (classes `vocab` when given)."
+    dblock = DataBlock(blocks=(ImageBlock, CategoryBlock(vocab=vocab)), get_items=lambda _: files,
+                       splitter=GrandparentSplitter(train_name=train, valid_name=valid), get_y=parent_label,
+                       item_tfms=Resize(size) if size else None,
+                       batch_tfms=Normalize.from_stats(*(stats or imagenet_stats)))
+    return dblock.dataloaders(path, bs=bs, num_workers=num_workers, **kwargs)
+
 def _class_files(split_path, max_per_class, seed):
     "Image files of every class folder under `split_path`, subsampled to `max_per_class` per class."
     files = []
@@ -163,8 +171,4 @@ def folder_dls(path, # dataset folder holding the split folders
     train, valid = _split_dir(path, train, _TRAIN_NAMES, 'training'), _split_dir(path, valid, _VALID_NAMES, 'validation')
     if train == valid: raise ValueError(f"folder_dls: train and valid are both {train!r} in {path}; {_LAYOUT}")
     files = [f for s in (train, valid) for f in _class_files(path/s, max_per_class, seed)]
-    dblock = DataBlock(blocks=(ImageBlock, CategoryBlock), get_items=lambda _: files,
-                       splitter=GrandparentSplitter(train_name=train, valid_name=valid), get_y=parent_label,
-                       item_tfms=Resize(size) if size else None,
-                       batch_tfms=Normalize.from_stats(*(stats or imagenet_stats)))
-    return dblock.dataloaders(path, bs=bs, num_workers=num_workers, **kwargs)
+    return _files_dls(path, files, train, valid, size=size, bs=bs, stats=stats, num_workers=num_workers, **kwargs)

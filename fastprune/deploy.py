@@ -11,8 +11,8 @@ import numpy as np
 import pandas as pd
 import torch
 from torch import nn
-from .report import _accuracy  # one definition of accuracy, shared with the report
-from .surgery.graph import _eval_mode
+from .report import _accuracy, _batch_of, _device_of  # one definition each, shared with the report
+from .surgery.graph import trace, _eval_mode, _CONVS
 
 # %% auto #0
 __all__ = ['OnnxExport', 'export_onnx', 'fold_bn', 'quantize_linear_dynamic', 'accuracy_change', 'benchmark_inference',
@@ -27,14 +27,6 @@ def _model_of(model_or_learn)->nn.Module:
     return model
 
 
-def _batch_of(example_input:torch.Tensor, bs:int)->torch.Tensor:
-    "A batch of `bs` rows cycled from `example_input` (works for any dtype)."
-    return example_input[torch.arange(bs) % len(example_input)]
-
-def _device_of(model:nn.Module)->torch.device:
-    p = next(model.parameters(), None)
-    return p.device if p is not None else torch.device('cpu')
-
 def _leaves(out)->list:
     "Tensors of a (possibly nested tuple/list/dict) model output, in the order the ONNX exporter flattens them."
     if isinstance(out, torch.Tensor): return [out]
@@ -44,7 +36,6 @@ def _leaves(out)->list:
 # %% ../nbs/50_deploy.ipynb #c009
 def _l1_units(model:nn.Module, example_input:torch.Tensor, fraction:float=0.5, multiple_of:int=1)->dict:
     "{layer: unit indices}: `fraction` of each prunable group, lowest L1 first; kept units a multiple of `multiple_of`"
-    from fastprune.surgery.graph import trace
     params = dict(model.named_parameters())
     units = {}
     for g in trace(model, example_input).prunable:
@@ -116,8 +107,6 @@ def export_onnx(model_or_learn, # `nn.Module` or fastai `Learner`
     return OnnxExport(path, diff, tuple(len(c) for c in checks))
 
 # %% ../nbs/50_deploy.ipynb #c028
-_FOLDABLE_CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
-
 def _conv_bn_pairs(model:nn.Module)->list:
     "(conv_name, bn_name) pairs where the BatchNorm's only input is the conv's output and the conv has no other user"
     try: graph = torch.fx.symbolic_trace(model).graph
@@ -130,7 +119,7 @@ def _conv_bn_pairs(model:nn.Module)->list:
         bn, src = mods[n.target], n.args[0] if len(n.args) == 1 and not n.kwargs else None
         if not (isinstance(src, torch.fx.Node) and src.op == 'call_module' and len(src.users) == 1): continue
         conv = mods[src.target]
-        if (type(conv) in _FOLDABLE_CONVS and bn.running_mean is not None and bn.num_features == conv.out_channels
+        if (type(conv) in _CONVS and bn.running_mean is not None and bn.num_features == conv.out_channels
             and calls.count(src.target) == 1 and calls.count(n.target) == 1): pairs.append((src.target, n.target))
     return pairs
 

@@ -49,6 +49,14 @@ def _latency_ms(model, xb, n_repeats, n_warmup=2):
         t0 = time.perf_counter(); model(xb); times.append(time.perf_counter() - t0)
     return 1e3 * statistics.median(times)
 
+def _batch_of(example_input:torch.Tensor, bs:int)->torch.Tensor:
+    "A batch of `bs` rows cycled from `example_input` (works for any dtype)."
+    return example_input[torch.arange(bs) % len(example_input)]
+
+def _device_of(model:nn.Module)->torch.device:
+    p = next(model.parameters(), None)
+    return p.device if p is not None else torch.device('cpu')
+
 def _accuracy(model, dl, device):
     "Top-1 accuracy over the (inputs..., target) batches of `dl`."
     correct = total = 0
@@ -128,9 +136,9 @@ def compression_report(model:nn.Module, # the model to measure; left unchanged
     if not (isinstance(n_repeats, int) and n_repeats >= 1): raise ValueError(f"n_repeats={n_repeats!r}; expected an int >= 1")
     if dls is not None and not hasattr(dls, 'valid'): raise TypeError(f"dls must be fastai DataLoaders with a `.valid` loader, got {type(dls).__name__}")
     modes = {m: m.training for m in model.modules()}
-    device = next(model.parameters(), torch.empty(0)).device
+    device = _device_of(model)
     xb = _as_batch(model, example_input).to(device)
-    x1, x64 = xb[:1], xb[torch.arange(64) % len(xb)]
+    x1, x64 = xb[:1], _batch_of(xb, 64)
     try:
         model.eval()
         _check_runs(model, x1)

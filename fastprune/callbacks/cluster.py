@@ -13,7 +13,7 @@ from fastai.data.transforms import Normalize
 from ..core.criteria import large_final
 from ..core.schedules import one_shot
 from ..sparsifier import _check_sparsity, _rank0
-from ..cluster import filter_signatures, encode_signatures, cluster_layer, _encoder, _n_clusters, _check_kw
+from ..cluster import cluster_layer, _cluster_settings, _n_clusters
 from .sparsify import SparsifyCallback
 
 # %% ../../nbs/34_cluster_callback.ipynb #c006
@@ -34,10 +34,7 @@ class ClusterPruneCallback(SparsifyCallback):
             layers = [layers] if isinstance(layers, str) else list(layers)
             if not layers or not all(isinstance(l, str) for l in layers):
                 raise ValueError(f"layers={layers!r} must be None or a non-empty list of conv layer names")
-        self.render_kw = _check_kw(render_kw, filter_signatures, ('model', 'layer', 'seed'), 'render_kw')
-        self.encode_kw = _check_kw(encode_kw, encode_signatures, ('images', 'encoder'), 'encode_kw')
-        self.encoder, default_size = _encoder(encoder)  # a module now: bad encoders fail here, before training
-        if default_size: self.encode_kw.setdefault('size', default_size)
+        self.encoder, self.render_kw, self.encode_kw = _cluster_settings(encoder, render_kw, encode_kw)  # fail before training
         store_attr('layers,seed')
         self.records, self.pruning_order = {}, None
 

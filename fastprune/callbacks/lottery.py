@@ -16,7 +16,7 @@ from ..core.granularity import GRANULARITIES
 from ..core.criteria import large_final, _get_criterion
 from ..data import _example_input
 from ..sparsifier import Sparsifier, _CONTEXTS, _check_round_to, _from_rank0
-from ..cluster import filter_signatures, encode_signatures, cluster_layer, _encoder, _check_kw
+from ..cluster import cluster_layer, _cluster_settings
 from .sparsify import SparsifyCallback, _MaskedTraining
 from ..surgery.edit import compact as _compact_model
 
@@ -70,10 +70,7 @@ class ClusterSelect:
                  encode_kw:dict=None, # arguments of `encode_signatures` (size, stats, bs)
                  seed:int=0): # seeds rendering and K-Means
         self.criteria = _get_criterion(criteria)
-        self.render_kw = _check_kw(render_kw, filter_signatures, ('model', 'layer', 'seed'), 'render_kw')
-        self.encode_kw = _check_kw(encode_kw, encode_signatures, ('images', 'encoder'), 'encode_kw')
-        self.encoder, default_size = _encoder(encoder)  # a module now: a bad encoder fails before training
-        if default_size: self.encode_kw.setdefault('size', default_size)
+        self.encoder, self.render_kw, self.encode_kw = _cluster_settings(encoder, render_kw, encode_kw)  # fail before training
         self.seed = seed
 
     def prune(self, sp:Sparsifier, # a filter-granularity `Sparsifier` on `model`
@@ -217,7 +214,7 @@ def _rewind(self:LotteryRewindCallback):
 
 @patch
 def before_batch(self:LotteryRewindCallback):
-    if self._record_at is not None and self.epoch * self.n_iter + self.iter == self._record_at:  # also when resumed
+    if self._record_at is not None and self._pos() == self._record_at:  # also when resumed
         keys = _state_keys(self._net, self.sparsifier)
         tensors = dict(self._net.named_parameters()) | dict(self._net.named_buffers())
         self.state.rewind = {k: tensors[k].detach().clone() for k in keys}

@@ -54,6 +54,7 @@ class _FitHooks(Callback):
 
 class _MaskedTraining(_FitHooks):
     "Keeps `self.sparsifier`'s masks exact through every optimizer step."
+    def _pos(self): return self.epoch * self.n_iter + self.iter  # training batch of the fit, also when resumed
     def before_step(self): self.sparsifier.mask_grads()  # no gradient, so no momentum, on masked weights
     def after_step(self): self.sparsifier.apply_masks()   # weight decay and Adam updates cannot revive them
 
@@ -101,8 +102,6 @@ class SparsifyCallback(_MaskedTraining):
         if isinstance(self.sparsity, dict): return {k: v * frac for k, v in self.sparsity.items()}
         return self.sparsity * frac
 
-    def _pos(self): return self.epoch * self.n_iter + self.iter  # training batch of the fit, also when resumed
-
     def _progress(self, pos=None):
         "0 at the first training batch, exactly 1 at the last one, consistent across resumed fits."
         return (self._pos() if pos is None else pos) / max(1, self.n_epoch * self.n_iter - 1)
@@ -131,13 +130,13 @@ def before_batch(self:SparsifyCallback):
     # fit would. Near the end, finish at once: a last small step at the very end has no time to recover.
     pos = self._pos()
     if self._frac is None: self._frac = max(map(self._step_frac, range(pos)), default=-1.)  # -1: nothing applied
-    if 'grad' in self.criteria.needs and not self.sparsifier._has_grads(): return  # no gradients since last update
     frac = self._step_frac(pos)
-    if frac > self._frac:
-        self.target = self._target(frac)
-        self.sparsifier.sparsify(self.target)
-        self.sparsifier.apply_masks()
-        self._frac = frac
+    if frac <= self._frac: return
+    if 'grad' in self.criteria.needs and not self.sparsifier._has_grads(): return  # no gradients since last update
+    self.target = self._target(frac)
+    self.sparsifier.sparsify(self.target)
+    self.sparsifier.apply_masks()
+    self._frac = frac
 
 @patch
 def after_backward(self:SparsifyCallback):

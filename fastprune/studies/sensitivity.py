@@ -173,10 +173,9 @@ def prune_until(learn, # fastai `Learner` with a metric (accuracy); its model is
     baseline = _validate(learn)[1]
     history = []
     for name in progress_bar(names):
-        k = max(1, round(step * group_of(trace(learn.model, xb), name).size))
-        while True:
-            g = group_of(trace(learn.model, xb), name)
-            if g.size - k < 1: break
+        g = group_of(trace(learn.model, xb), name)
+        k = max(1, round(step * g.size))
+        while g.size - k >= 1:
             saved = copy.deepcopy((learn.model, learn.opt))
             prune_units(learn.model, {name: _unit_l1(learn.model, g).argsort()[:k]}, xb, opt=learn.opt)
             if retrain_epochs:
@@ -187,6 +186,7 @@ def prune_until(learn, # fastai `Learner` with a metric (accuracy); its model is
             if not ok:
                 learn.model, learn.opt = saved
                 break
+            g = group_of(trace(learn.model, xb), name)
     after = compression_report(learn.model, xb, n_repeats=n_repeats)
     return AttrDict(table=_remaining_table(before, after), before=before, after=after,
                     comparison=compare_reports(before, after), history=pd.DataFrame(history, columns=['layer', 'units', 'metric', 'kept']),

@@ -12,12 +12,8 @@ import pandas as pd
 from fastcore.basics import store_attr
 from fastai.callback.core import Callback
 from fastai.data.core import DataLoaders
-from fastai.data.block import DataBlock, CategoryBlock
-from fastai.data.transforms import GrandparentSplitter, parent_label, Normalize
-from fastai.vision.data import ImageBlock, imagenet_stats
-from fastai.vision.augment import Resize
 from fasttransform import Transform, Pipeline
-from ..data import _split_dir, _class_files, _TRAIN_NAMES, _VALID_NAMES
+from ..data import _split_dir, _class_files, _files_dls, _TRAIN_NAMES, _VALID_NAMES
 from ..callbacks.sparsify import _FitHooks
 
 # %% auto #0
@@ -75,11 +71,8 @@ class ClassSplit:
         classes = getattr(self, half)
         train, valid = _split_dir(self.path, None, _TRAIN_NAMES, 'training'), _split_dir(self.path, None, _VALID_NAMES, 'validation')
         files = [f for s in (train, valid) for f in _class_files(self.path/s, max_per_class, seed) if f.parent.name in classes]
-        dblock = DataBlock(blocks=(ImageBlock, CategoryBlock(vocab=classes)), get_items=lambda _: files,
-                           splitter=GrandparentSplitter(train_name=train, valid_name=valid), get_y=parent_label,
-                           item_tfms=Resize(size) if size else None,
-                           batch_tfms=Normalize.from_stats(*(stats or imagenet_stats)))
-        return dblock.dataloaders(self.path, bs=bs, num_workers=num_workers, **kwargs)
+        return _files_dls(self.path, files, train, valid, size=size, bs=bs, stats=stats, num_workers=num_workers,
+                          vocab=classes, **kwargs)
 
 def _all_classes(dls_or_path):
     "Class names and image folder (None when the data does not come from one)."
@@ -149,7 +142,7 @@ class ProgressiveAugmentCallback(_FitHooks):
 
     def after_train(self):
         if not self.n: return  # no training batch ran (a cancelled epoch)
-        loss, acc = self.loss_sum / max(self.n, 1), self.correct / max(self.n, 1)
+        loss, acc = self.loss_sum / self.n, self.correct / self.n
         self.history.append(dict(epoch=self.epoch, stage=self.stage, train_loss=loss, train_accuracy=acc))
         value = loss if self.monitor == 'train_loss' else -acc
         if value < self.best - self.min_delta: self.best, self.wait = value, 0

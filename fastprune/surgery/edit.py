@@ -6,7 +6,7 @@
 __all__ = ['prune_units', 'grow_units', 'compact', 'save_pruned', 'load_pruned']
 
 # %% ../../nbs/11_surgery.ipynb #c004
-import math, copy
+import math
 from collections import defaultdict
 import torch, torch.nn as nn
 from .graph import trace, group_of, Group, _module_name
@@ -82,9 +82,13 @@ def _new_opt_state(state, p, plan):
 _SIZE_ATTRS = ('in_channels', 'out_channels', 'groups', 'in_features', 'out_features', 'num_features', 'num_channels',
                'num_groups', 'normalized_shape', 'num_parameters')
 
+def _tensors(model):
+    "Every parameter and buffer of `model` by qualified name."
+    return dict(model.named_parameters()) | dict(model.named_buffers())
+
 def _lengths(model, recs):
     "Current length of every (tensor or `module#attr`, dim) that `recs` touch."
-    tensors = dict(model.named_parameters()) | dict(model.named_buffers())
+    tensors = _tensors(model)
     mods = dict(model.named_modules())
     res = {}
     for r in recs:
@@ -97,7 +101,7 @@ def _lengths(model, recs):
 def _edit(model, edits, opt=None, param_state=(), init_scale=1.):
     "Apply `edits` (list of `(rec, removed, n_new)`) to `model`, `opt` and `param_state`, all or nothing."
     plans = _plans(edits, _lengths(model, [e[0] for e in edits]))
-    tensors = dict(model.named_parameters()) | dict(model.named_buffers())
+    tensors = _tensors(model)
     mods = dict(model.named_modules())
     # 1. compute everything (nothing modified yet)
     new_t, new_attr = {}, {}
@@ -219,9 +223,8 @@ def _channel_nonzero(t, r):
     "Bool per channel of rec `r`: is any entry of tensor `t` in that channel's positions nonzero?"
     return Group.unit_rows(t.detach(), r).ne(0).any(1)
 
-def _dead_units(model, g):
+def _dead_units(tensors, g):
     "Indices of units of `g` that are identically zero (all source params zero) or unused (all sink params zero)."
-    tensors = dict(model.named_parameters()) | dict(model.named_buffers())
     alive = {}
     for kind in ('source', 'sink'):
         recs = [r for r in g._recs if r.kind == kind]
@@ -239,10 +242,10 @@ def compact(model:nn.Module, # edited in place
            ) -> dict:
     "Remove every legally removable unit that is all-zero or unused; returns `{layer: n_removed}`"
     graph = trace(model, example_input)
-    edits, summary = [], {}
+    edits, summary, tensors = [], {}, _tensors(model)
     for g in graph.prunable:
         if not (g.exact or inexact): continue
-        idx = _dead_units(model, g)
+        idx = _dead_units(tensors, g)
         if not idx: continue
         edits += [(r, idx, 0) for r in g._recs]
         summary.update({p: len(idx) for p in g.producers})
@@ -251,8 +254,7 @@ def compact(model:nn.Module, # edited in place
 
 def _zero_units(model, units, example_input):
     "Zero the source params of `units` ({layer: indices}): the masked network that `prune_units` must reproduce."
-    graph = trace(model, example_input)
-    tensors = dict(model.named_parameters()) | dict(model.named_buffers())
+    graph, tensors = trace(model, example_input), _tensors(model)
     with torch.no_grad():
         for layer, idx in units.items():
             for r in group_of(graph, _module_name(model, layer))._recs:
