@@ -11,13 +11,16 @@ onnxruntime) and batch sizes (1, 64) are timed in ONE interleaved loop (`benchma
 every contender alike; the default timer is the process CPU time (one thread for torch and onnxruntime), which does
 not count time lost to other jobs on a shared machine (`--timer wall` for elapsed time).
 Printed: median latency of dense and pruned, the speed-up, the FLOPs ratio and the speed-up as a share of the FLOPs
-ratio. Target: share >= 90 % at batch 64.
+ratio. Target: share >= 90 % at batch 64. Then, for the demo network in PyTorch eager at batch 64, each top-level
+stage's FLOPs and time, dense and pruned: a stage whose share of the time is far above its share of the FLOPs is
+a cost the FLOPs ratio does not see.
 
 Run from the repository root (fastprune installed, or PYTHONPATH=.):
     OMP_NUM_THREADS=1 python bench/deploy.py [--n-repeats 15] [--multiple-of 16] [--no-fold-bn] [--timer process]
 """
-import argparse, copy, os
+import argparse, copy, os, statistics, time
 from pathlib import Path
+import pandas as pd
 import torch
 from fastprune.models import vgg_bn, resnet56
 from fastprune.surgery.edit import prune_units
@@ -31,6 +34,27 @@ def dense_and_pruned(model, x, fraction, multiple_of, fold):
     model.eval()
     pruned = prune_units(copy.deepcopy(model), _l1_units(model, x, fraction, multiple_of), x)
     return (fold_bn(model), fold_bn(pruned)) if fold else (model, pruned.eval())
+
+def stage_times(dense, pruned, x, repeats):
+    "Per top-level stage of two `nn.Sequential` nets (PyTorch eager, NCHW): FLOPs and median process time at `x`."
+    rows, xd, xp = [], x, x
+    with torch.inference_mode():
+        for (name, d), (_, p) in zip(dense.named_children(), pruned.named_children()):
+            times = {d: [], p: []}
+            for _ in range(2): d(xd); p(xp)  # warm-up
+            for _ in range(repeats):
+                for m, xi in ((d, xd), (p, xp)):
+                    t = time.process_time(); m(xi); times[m].append(time.process_time() - t)
+            ms = {m: 1e3 * statistics.median(ts) for m, ts in times.items()}
+            rows.append(dict(stage=name, dense_mflops=_flops(d, xd[:1])[0] / 1e6, pruned_mflops=_flops(p, xp[:1])[0] / 1e6,
+                             dense_ms=ms[d], pruned_ms=ms[p]))
+            xd, xp = d(xd), p(xp)
+    df = pd.DataFrame(rows)
+    for k in ('dense', 'pruned'):
+        df[f'{k}_flops_share'] = df[f'{k}_mflops'] / df[f'{k}_mflops'].sum()
+        df[f'{k}_time_share'] = df[f'{k}_ms'] / df[f'{k}_ms'].sum()
+    df['speedup'] = df.dense_ms / df.pruned_ms
+    return df
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
@@ -73,5 +97,10 @@ def main():
     for r in at64.itertuples():
         print(f'  {r.net:9s} {r.backend:20s} speed-up {r.speedup:.2f}x / FLOPs {r.flops_ratio:.2f}x = {r.share:.0%}'
               f'  {"met" if r.share >= TARGET else "NOT met"}')
+    xb = torch.randn(64, *x.shape[1:])
+    st = stage_times(models['vgg_bn dense'], models['vgg_bn pruned'], xb, args.n_repeats)
+    print(f'\nvgg_bn stage by stage in PyTorch eager (NCHW), batch 64, median process time of {args.n_repeats} interleaved runs: '
+          f'where the dense and the pruned net spend their FLOPs and their time')
+    print(st.to_string(index=False, float_format=lambda v: f'{v:.3f}'))
 
 if __name__ == '__main__': main()
