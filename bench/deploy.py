@@ -18,7 +18,7 @@ a cost the FLOPs ratio does not see.
 Run from the repository root (fastprune installed, or PYTHONPATH=.):
     OMP_NUM_THREADS=1 python bench/deploy.py [--n-repeats 15] [--multiple-of 16] [--no-fold-bn] [--timer process]
 """
-import argparse, copy, os, statistics, time
+import argparse, copy, os
 from pathlib import Path
 import pandas as pd
 import torch
@@ -35,22 +35,24 @@ def dense_and_pruned(model, x, fraction, multiple_of, fold):
     pruned = prune_units(copy.deepcopy(model), _l1_units(model, x, fraction, multiple_of), x)
     return (fold_bn(model), fold_bn(pruned)) if fold else (model, pruned.eval())
 
+class _OnInput(torch.nn.Module):
+    "`stage` run on its own fixed input `x`, whatever it is called with: lets `benchmark_inference` time inner stages."
+    def __init__(self, stage, x): super().__init__(); self.stage, self.x = stage, x
+    def forward(self, _): return self.stage(self.x)
+
 def stage_times(dense, pruned, x, repeats):
     "Per top-level stage of two `nn.Sequential` nets (PyTorch eager, NCHW): FLOPs and median process time at `x`."
-    rows, xd, xp = [], x, x
+    stages, rows, xd, xp = {}, [], x, x
     with torch.inference_mode():
         for (name, d), (_, p) in zip(dense.named_children(), pruned.named_children()):
-            times = {d: [], p: []}
-            for _ in range(2): d(xd); p(xp)  # warm-up
-            for _ in range(repeats):
-                for m, xi in ((d, xd), (p, xp)):
-                    t = time.process_time(); m(xi); times[m].append(time.process_time() - t)
-            ms = {m: 1e3 * statistics.median(ts) for m, ts in times.items()}
-            rows.append(dict(stage=name, dense_mflops=_flops(d, xd[:1])[0] / 1e6, pruned_mflops=_flops(p, xp[:1])[0] / 1e6,
-                             dense_ms=ms[d], pruned_ms=ms[p]))
+            stages[f'{name} dense'], stages[f'{name} pruned'] = _OnInput(d, xd), _OnInput(p, xp)
+            rows.append(dict(stage=name, dense_mflops=_flops(d, xd[:1])[0] / 1e6, pruned_mflops=_flops(p, xp[:1])[0] / 1e6))
             xd, xp = d(xd), p(xp)
+    ms = benchmark_inference(stages, x, backends=('torch',), batch_sizes=(len(x),), n_repeats=repeats,
+                             timer='process').set_index('model').median_ms  # every stage of both nets, interleaved
     df = pd.DataFrame(rows)
     for k in ('dense', 'pruned'):
+        df[f'{k}_ms'] = [ms[f'{s} {k}'] for s in df.stage]
         df[f'{k}_flops_share'] = df[f'{k}_mflops'] / df[f'{k}_mflops'].sum()
         df[f'{k}_time_share'] = df[f'{k}_ms'] / df[f'{k}_ms'].sum()
     df['speedup'] = df.dense_ms / df.pruned_ms

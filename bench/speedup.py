@@ -22,13 +22,14 @@ FLOPs). CPU convolution kernels (oneDNN, onnxruntime's NCHWc) block channels by 
 Usage: OMP_NUM_THREADS=1 python bench/speedup.py [--repeats 11] [--size 64] [--only vgg16_bn ...]
        [--multiple-of 16] [--no-fold-bn] [--backends torch_channels_last onnxruntime]
 """
-import argparse, copy, statistics, sys, time, warnings
+import argparse, statistics, sys, time, warnings
 from pathlib import Path
 import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 from fastprune.surgery.edit import prune_units
-from fastprune.deploy import benchmark_inference, fold_bn, _l1_units
+from fastprune.deploy import benchmark_inference, _l1_units
 from fastprune.report import _flops
+from deploy import dense_and_pruned  # bench/deploy.py: the same dense and pruned deployment forms
 
 TARGET = 0.9
 WEIGHTS = Path(__file__).resolve().parents[1].parent/'shared/data/weights/resnet56-4bfd9763.th'
@@ -84,10 +85,8 @@ def main():
     shares = {}
     for name, (make, s) in _nets(a.size, a.weights).items():
         if a.only and name.split()[0] not in a.only: continue
-        dense = make().eval()
         x = torch.randn(1, 3, s, s)
-        pruned = prune_units(copy.deepcopy(dense), _l1_units(dense, x, a.fraction, a.multiple_of), x)
-        dense, pruned = (fold_bn(m) if a.fold_bn else m.eval() for m in (dense, pruned))
+        dense, pruned = dense_and_pruned(make(), x, a.fraction, a.multiple_of, a.fold_bn)
         fr = _flops(dense, x)[0] / _flops(pruned, x)[0]
         pr = sum(q.numel() for q in dense.parameters()) / sum(q.numel() for q in pruned.parameters())
         df = benchmark_inference({'dense': dense, 'pruned': pruned}, x, backends=tuple(a.backends),

@@ -460,7 +460,6 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                                                                 'fastprune/sparsifier.py'),
                                       'fastprune.sparsifier._choose': ('sparsifier.html#_choose', 'fastprune/sparsifier.py'),
                                       'fastprune.sparsifier._distributed': ('sparsifier.html#_distributed', 'fastprune/sparsifier.py'),
-                                      'fastprune.sparsifier._extra': ('sparsifier.html#_extra', 'fastprune/sparsifier.py'),
                                       'fastprune.sparsifier._fill_missing': ('sparsifier.html#_fill_missing', 'fastprune/sparsifier.py'),
                                       'fastprune.sparsifier._from_rank0': ('sparsifier.html#_from_rank0', 'fastprune/sparsifier.py'),
                                       'fastprune.sparsifier._mask_of': ('sparsifier.html#_mask_of', 'fastprune/sparsifier.py'),

@@ -22,10 +22,7 @@ def _owner(model, qualname):
     mod, _, attr = qualname.rpartition('.')
     return (model.get_submodule(mod) if mod else model), attr
 
-def _extra(model, qualname, kind):
-    "The `<param>_<kind>` buffer the sparsifier keeps next to parameter `qualname` (kind: 'mask', 'init', 'grad_acc')."
-    mod, attr = _owner(model, qualname); return getattr(mod, f'{attr}_{kind}')
-def _mask_of(model, qualname): return _extra(model, qualname, 'mask')
+def _mask_of(model, qualname): mod, attr = _owner(model, qualname); return getattr(mod, attr + '_mask')
 def _param(model, qualname): mod, attr = _owner(model, qualname); return getattr(mod, attr)
 
 class _LayerBlocks:
@@ -209,10 +206,10 @@ def attach(self:Sparsifier, masks=None, # {param name: bool mask}; default: keep
             raise ValueError(f"{pname}_mask has shape {tuple(getattr(mod, attr + '_mask').shape)}, "
                              f"{pname} has {tuple(p.shape)}")
         by_module.setdefault(mod, []).append(attr)
+    self._scored_entries = [(pname, *_owner(self.model, pname)) for pname in self._scored]  # (name, module, attr), looked up once
     for kind, (need, fresh) in _EXTRAS.items():
         if need not in self.criterion.needs: continue
-        for pname in self._scored:
-            mod, attr = _owner(self.model, pname)
+        for pname, mod, attr in self._scored_entries:
             if pname in given[kind]: mod.register_buffer(f'{attr}_{kind}', given[kind][pname].detach().clone())
             elif not hasattr(mod, f'{attr}_{kind}'): mod.register_buffer(f'{attr}_{kind}', fresh(getattr(mod, attr)))
     for h in self._hooks: h.remove()
@@ -230,7 +227,7 @@ def detach(self:Sparsifier):
         for kind, got in extras.items():
             if f'{attr}_{kind}' in mod._buffers: got[pname] = mod._buffers.pop(f'{attr}_{kind}')
     for h in self._hooks: h.remove()
-    self._hooks, self._cache, self._entries = [], {}, []
+    self._hooks, self._cache, self._entries, self._scored_entries = [], {}, [], []
     return masks, extras['init'], extras['grad_acc']
 
 @patch
@@ -239,9 +236,7 @@ def reset(self:Sparsifier):
     with torch.no_grad():
         for m in self.masks.values(): m.fill_(True)
         if 'init' in self.criterion.needs:
-            for pname in self._scored:
-                mod, attr = _owner(self.model, pname)
-                getattr(mod, attr + '_init').copy_(getattr(mod, attr))
+            for _, mod, attr in self._scored_entries: getattr(mod, attr + '_init').copy_(getattr(mod, attr))
     self._reset_grads()
     return self
 
@@ -353,7 +348,7 @@ def _n_weights(self:Sparsifier): return sum(_param(self.model, p).numel() for p 
 def _grad_sums(self:Sparsifier):
     "{weight name: its `_grad_acc` buffer}; empty unless the criterion needs 'grad'."
     if 'grad' not in self.criterion.needs: return {}
-    return {pname: _extra(self.model, pname, 'grad_acc') for pname in self._scored}
+    return {pname: getattr(mod, attr + '_grad_acc') for pname, mod, attr in self._scored_entries}
 
 @patch
 def _has_grads(self:Sparsifier):
@@ -368,10 +363,11 @@ def _reset_grads(self:Sparsifier):
 @patch
 def accumulate_grads(self:Sparsifier):
     "Add this batch's gradient term to the `<weight>_grad_acc` buffers (for criteria that need 'grad'); call after backward."
+    if 'grad' not in self.criterion.needs: return
     with torch.no_grad():
-        for pname, acc in self._grad_sums.items():
-            w = _param(self.model, pname)
-            if w.grad is not None: acc.add_(self.criterion.grad_term(w.detach(), w.grad))
+        for _, mod, attr in self._scored_entries:  # every batch: modules looked up at `attach`, not by name
+            w = getattr(mod, attr)
+            if w.grad is not None: getattr(mod, attr + '_grad_acc').add_(self.criterion.grad_term(w.detach(), w.grad))
 
 # %% ../nbs/23_sparsifier.ipynb #c018
 @patch
