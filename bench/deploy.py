@@ -9,16 +9,20 @@ pruned model (`fold_bn`, `--no-fold-bn` keeps it), as for deployment. The FLOPs 
 (torch.utils.flop_counter, convs and matmuls), after rounding. All models, backends (torch NCHW, torch channels-last,
 onnxruntime) and batch sizes (1, 64) are timed in ONE interleaved loop (`benchmark_inference`), so machine noise hits
 every contender alike; the default timer is the process CPU time (one thread for torch and onnxruntime), which does
-not count time lost to other jobs on a shared machine (`--timer wall` for elapsed time).
+not count time lost to other jobs on a shared machine (`--timer wall` for elapsed time). The process keeps the memory
+it frees (`steady_allocator`, `--default-malloc` turns it off): with glibc's defaults every PyTorch forward pass at
+batch 64 maps its large activations afresh and the kernel zeroes them, thousands of page faults that took 20-50 % of
+PyTorch's process time here and most of its run-to-run noise, while onnxruntime reuses its own arena.
 Printed: median latency of dense and pruned, the speed-up, the FLOPs ratio and the speed-up as a share of the FLOPs
-ratio. Target: share >= 90 % at batch 64. Then, for the demo network in PyTorch eager at batch 64, each top-level
+ratio. Target: share >= 90 % at batch 64. Then, for the demo network in PyTorch eager (NCHW and channels-last) at batch 64, each top-level
 stage's FLOPs and time, dense and pruned: a stage whose share of the time is far above its share of the FLOPs is
 a cost the FLOPs ratio does not see.
 
 Run from the repository root (fastprune installed, or PYTHONPATH=.):
     OMP_NUM_THREADS=1 python bench/deploy.py [--n-repeats 15] [--multiple-of 16] [--no-fold-bn] [--timer process]
+                                             [--default-malloc]
 """
-import argparse, copy, os
+import argparse, copy, ctypes, os
 from pathlib import Path
 import pandas as pd
 import torch
@@ -30,33 +34,44 @@ from fastprune.report import _flops
 WEIGHTS = Path(__file__).resolve().parents[1].parent/'shared/data/weights/resnet56-4bfd9763.th'
 TARGET = 0.9
 
+def steady_allocator() -> str:
+    "Make glibc keep freed memory (no trimming, no per-tensor mmap), as jemalloc/tcmalloc do; says what it did."
+    M_TRIM_THRESHOLD, M_MMAP_THRESHOLD, limit = -1, -3, 1 << 30
+    try: libc = ctypes.CDLL('libc.so.6')
+    except OSError: return 'default (no glibc found)'
+    ok = libc.mallopt(M_TRIM_THRESHOLD, limit) and libc.mallopt(M_MMAP_THRESHOLD, limit)
+    return 'glibc keeps freed memory (mallopt trim and mmap thresholds 1 GiB)' if ok else 'default (mallopt refused)'
+
 def dense_and_pruned(model, x, fraction, multiple_of, fold):
     model.eval()
     pruned = prune_units(copy.deepcopy(model), _l1_units(model, x, fraction, multiple_of), x)
     return (fold_bn(model), fold_bn(pruned)) if fold else (model, pruned.eval())
 
 class _OnInput(torch.nn.Module):
-    "`stage` run on its own fixed input `x`, whatever it is called with: lets `benchmark_inference` time inner stages."
-    def __init__(self, stage, x): super().__init__(); self.stage, self.x = stage, x
+    "`stage` run on its own fixed input `x` (a buffer, so channels-last converts it too), whatever it is called with."
+    def __init__(self, stage, x): super().__init__(); self.stage = stage; self.register_buffer('x', x)
     def forward(self, _): return self.stage(self.x)
 
-def stage_times(dense, pruned, x, repeats):
-    "Per top-level stage of two `nn.Sequential` nets (PyTorch eager, NCHW): FLOPs and median process time at `x`."
+def stage_times(dense, pruned, x, repeats, backends=('torch', 'torch_channels_last')):
+    "Per top-level stage of two `nn.Sequential` nets, per PyTorch backend: FLOPs and median process time at `x`."
     stages, rows, xd, xp = {}, [], x, x
     with torch.inference_mode():
         for (name, d), (_, p) in zip(dense.named_children(), pruned.named_children()):
             stages[f'{name} dense'], stages[f'{name} pruned'] = _OnInput(d, xd), _OnInput(p, xp)
             rows.append(dict(stage=name, dense_mflops=_flops(d, xd[:1])[0] / 1e6, pruned_mflops=_flops(p, xp[:1])[0] / 1e6))
             xd, xp = d(xd), p(xp)
-    ms = benchmark_inference(stages, x, backends=('torch',), batch_sizes=(len(x),), n_repeats=repeats,
-                             timer='process').set_index('model').median_ms  # every stage of both nets, interleaved
-    df = pd.DataFrame(rows)
-    for k in ('dense', 'pruned'):
-        df[f'{k}_ms'] = [ms[f'{s} {k}'] for s in df.stage]
-        df[f'{k}_flops_share'] = df[f'{k}_mflops'] / df[f'{k}_mflops'].sum()
-        df[f'{k}_time_share'] = df[f'{k}_ms'] / df[f'{k}_ms'].sum()
-    df['speedup'] = df.dense_ms / df.pruned_ms
-    return df
+    ms = benchmark_inference(stages, x, backends=backends, batch_sizes=(len(x),), n_repeats=repeats,
+                             timer='process').set_index(['backend', 'model']).median_ms  # all stages and backends, interleaved
+    tables = {}
+    for b in backends:
+        df = pd.DataFrame(rows)
+        for k in ('dense', 'pruned'):
+            df[f'{k}_ms'] = [ms[b, f'{s} {k}'] for s in df.stage]
+            df[f'{k}_flops_share'] = df[f'{k}_mflops'] / df[f'{k}_mflops'].sum()
+            df[f'{k}_time_share'] = df[f'{k}_ms'] / df[f'{k}_ms'].sum()
+        df['speedup'] = df.dense_ms / df.pruned_ms
+        tables[b] = df
+    return tables
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
@@ -68,7 +83,9 @@ def main():
     p.add_argument('--backends', nargs='*', default=['torch', 'torch_channels_last', 'onnxruntime'])
     p.add_argument('--timer', default='process', choices=('process', 'wall'))
     p.add_argument('--weights', default=str(WEIGHTS), help='ResNet-56 checkpoint')
+    p.add_argument('--default-malloc', dest='steady', action='store_false', help="keep glibc's default allocator settings")
     args = p.parse_args()
+    if args.steady: print(f'allocator: {steady_allocator()}')
     torch.set_num_threads(1); torch.manual_seed(0)
     x = torch.randn(1, 3, 32, 32)
     nets = {'vgg_bn': vgg_bn(), 'resnet56': resnet56(args.weights)}
@@ -100,9 +117,9 @@ def main():
         print(f'  {r.net:9s} {r.backend:20s} speed-up {r.speedup:.2f}x / FLOPs {r.flops_ratio:.2f}x = {r.share:.0%}'
               f'  {"met" if r.share >= TARGET else "NOT met"}')
     xb = torch.randn(64, *x.shape[1:])
-    st = stage_times(models['vgg_bn dense'], models['vgg_bn pruned'], xb, args.n_repeats)
-    print(f'\nvgg_bn stage by stage in PyTorch eager (NCHW), batch 64, median process time of {args.n_repeats} interleaved runs: '
-          f'where the dense and the pruned net spend their FLOPs and their time')
-    print(st.to_string(index=False, float_format=lambda v: f'{v:.3f}'))
+    for backend, st in stage_times(models['vgg_bn dense'], models['vgg_bn pruned'], xb, args.n_repeats).items():
+        print(f'\nvgg_bn stage by stage in PyTorch eager ({backend}), batch 64, median process time of {args.n_repeats} '
+              f'interleaved runs: where the dense and the pruned net spend their FLOPs and their time')
+        print(st.to_string(index=False, float_format=lambda v: f'{v:.3f}'))
 
 if __name__ == '__main__': main()

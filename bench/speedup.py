@@ -8,7 +8,8 @@ dense and pruned networks (after rounding), so the FLOPs ratio is that of the ne
 `fastprune.deploy.benchmark_inference`, every net, runtime and batch size in ONE interleaved loop, as the median of
 `--repeats` runs of process CPU time (one thread; robust to other jobs sharing the cores), in two CPU runtimes:
 PyTorch eager in the channels-last memory format (`torch_channels_last`) and onnxruntime on the exported ONNX graph
-(`onnxruntime`); `--backends` picks others (`torch` = NCHW).
+(`onnxruntime`); `--backends` picks others (`torch` = NCHW). The process keeps the memory it frees
+(`steady_allocator` from bench/deploy.py, which says why; `--default-malloc` turns it off).
 The CIFAR ResNet-56 uses the pretrained weights in `../shared/data/weights` (`--weights`), the others random weights.
 Also times `trace` + `prune_units` on ResNet-50 at 224x224 (after one warm-up call, which pays one-time imports).
 
@@ -20,7 +21,7 @@ FLOPs). CPU convolution kernels (oneDNN, onnxruntime's NCHWc) block channels by 
 12 or 24 channels pays for 16 or 32: rounding the kept counts avoids paying for padding.
 
 Usage: OMP_NUM_THREADS=1 python bench/speedup.py [--repeats 11] [--size 64] [--only vgg16_bn ...]
-       [--multiple-of 16] [--no-fold-bn] [--backends torch_channels_last onnxruntime]
+       [--multiple-of 16] [--no-fold-bn] [--backends torch_channels_last onnxruntime] [--default-malloc]
 """
 import argparse, statistics, sys, time, warnings
 from pathlib import Path
@@ -29,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 from fastprune.surgery.edit import prune_units
 from fastprune.deploy import benchmark_inference, _l1_units
 from fastprune.report import _flops
-from deploy import dense_and_pruned  # bench/deploy.py: the same dense and pruned deployment forms
+from deploy import dense_and_pruned, steady_allocator  # bench/deploy.py: the same dense and pruned deployment forms
 
 TARGET = 0.9
 WEIGHTS = Path(__file__).resolve().parents[1].parent/'shared/data/weights/resnet56-4bfd9763.th'
@@ -70,7 +71,9 @@ def main():
                    help="ResNet-56 checkpoint (trained weights keep its outputs O(1), so onnxruntime's export check applies; "
                         "a random-init ResNet-56 outputs values in the thousands)")
     p.add_argument('--no-surgery-time', dest='surgery_time', action='store_false', help='skip timing ResNet-50 surgery')
+    p.add_argument('--default-malloc', dest='steady', action='store_false', help="keep glibc's default allocator settings")
     a = p.parse_args()
+    if a.steady: print(f'allocator: {steady_allocator()}')
     torch.set_num_threads(1); torch.manual_seed(0)
     warnings.simplefilter('ignore')
     if a.surgery_time:
