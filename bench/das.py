@@ -15,6 +15,9 @@
    of order 7 and 9, which bracket DAS's order 8).
 Prints the median epoch-time ratios (target DAS / Static A <= 1.3) and both validation accuracies.
 Usage: OMP_NUM_THREADS=1 python bench/das.py [--data digits|mnist_png|fashion_mnist|cifar10] [--epochs 4] [--width 64]
+Growth and pruning cost a fixed time per epoch (and this bench pays the per-fit setup every epoch), so the
+callback's share is larger on digits' 44-batch epochs than on longer ones: reference runs in bench/results/das.txt
+(digits) and das_subsets.txt (`--data mnist_png|fashion_mnist|cifar10 --per-class 500`, 157 batches per epoch).
 """
 import argparse, random, statistics, sys, time, warnings
 from contextlib import contextmanager, nullcontext
