@@ -14,9 +14,9 @@ it frees (`steady_allocator`, `--default-malloc` turns it off): with glibc's def
 batch 64 maps its large activations afresh and the kernel zeroes them, thousands of page faults that took 20-50 % of
 PyTorch's process time here and most of its run-to-run noise, while onnxruntime reuses its own arena.
 Printed: median latency of dense and pruned, the speed-up, the FLOPs ratio and the speed-up as a share of the FLOPs
-ratio. Target: share >= 90 % at batch 64. Then, for the demo network in PyTorch eager (NCHW and channels-last) at batch 64, each top-level
-stage's FLOPs and time, dense and pruned: a stage whose share of the time is far above its share of the FLOPs is
-a cost the FLOPs ratio does not see.
+ratio. Target: share >= 90 % at batch 64. Then, for the demo network in PyTorch eager (NCHW and channels-last) at
+batch 64, each top-level stage's FLOPs and time, dense and pruned: a stage whose share of the time is far above its
+share of the FLOPs is a cost the FLOPs ratio does not see.
 
 Run from the repository root (fastprune installed, or PYTHONPATH=.):
     OMP_NUM_THREADS=1 python bench/deploy.py [--n-repeats 15] [--multiple-of 16] [--no-fold-bn] [--timer process]
