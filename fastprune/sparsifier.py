@@ -197,8 +197,9 @@ def attach(self:Sparsifier, masks=None, # {param name: bool mask}; default: keep
     "Register masks (and what the criterion needs) as buffers `<param>_mask` / `_init` / `_grad_acc` on their layers."
     masks, given = masks or {}, dict(init=init or {}, grad_acc=grad_acc or {})
     by_module = {}
-    for pname in [p for b in self.blocks for p in b.mask_params]:
-        mod, attr = _owner(self.model, pname)
+    self._entries = [(p, *_owner(self.model, p)) for b in self.blocks for p in b.mask_params]  # (name, module, attr)
+    self._scored_entries = [(p, *_owner(self.model, p)) for p in self._scored]  # looked up once: used every batch
+    for pname, mod, attr in self._entries:
         p = getattr(mod, attr)
         if pname in masks: mod.register_buffer(attr + '_mask', masks[pname].to(p.device, torch.bool))
         elif not hasattr(mod, attr + '_mask'): mod.register_buffer(attr + '_mask', torch.ones_like(p, dtype=torch.bool))
@@ -206,7 +207,6 @@ def attach(self:Sparsifier, masks=None, # {param name: bool mask}; default: keep
             raise ValueError(f"{pname}_mask has shape {tuple(getattr(mod, attr + '_mask').shape)}, "
                              f"{pname} has {tuple(p.shape)}")
         by_module.setdefault(mod, []).append(attr)
-    self._scored_entries = [(pname, *_owner(self.model, pname)) for pname in self._scored]  # (name, module, attr), looked up once
     for kind, (need, fresh) in _EXTRAS.items():
         if need not in self.criterion.needs: continue
         for pname, mod, attr in self._scored_entries:
@@ -214,7 +214,7 @@ def attach(self:Sparsifier, masks=None, # {param name: bool mask}; default: keep
             elif not hasattr(mod, f'{attr}_{kind}'): mod.register_buffer(f'{attr}_{kind}', fresh(getattr(mod, attr)))
     for h in self._hooks: h.remove()
     self._hooks = [m.register_load_state_dict_pre_hook(partial(_fill_missing, attrs)) for m, attrs in by_module.items()]
-    self._cache, self._entries = {}, [(p, *_owner(self.model, p)) for b in self.blocks for p in b.mask_params]
+    self._cache = {}
     return self
 
 @patch
