@@ -15,9 +15,13 @@
    of order 7 and 9, which bracket DAS's order 8).
 Prints the median epoch-time ratios (target DAS / Static A <= 1.3) and both validation accuracies.
 Usage: OMP_NUM_THREADS=1 python bench/das.py [--data digits|mnist_png|fashion_mnist|cifar10] [--epochs 4] [--width 64]
+                                            [--growth-pct 0.2] [--min-growth 20]
 Growth and pruning cost a fixed time per epoch (and this bench pays the per-fit setup every epoch), so the
 callback's share is larger on digits' 44-batch epochs than on longer ones: reference runs in bench/results/das.txt
 (digits) and das_subsets.txt (`--data mnist_png|fashion_mnist|cifar10 --per-class 500`, 157 batches per epoch).
+With the default growth (20 %, at least 20 units) every epoch trains each layer about 20 units wider than it ends,
+which costs 1.3-1.55x over 10 epochs; `--growth-pct 0.1 --min-growth 10` gives 1.09-1.29x on all four datasets at the
+same DAS accuracy (bench/results/das_growth.txt).
 """
 import argparse, random, statistics, sys, time, warnings
 from contextlib import contextmanager, nullcontext
@@ -98,13 +102,14 @@ def main():
     ap.add_argument('--data', default='digits'); ap.add_argument('--epochs', type=int, default=4)
     ap.add_argument('--width', type=int, default=64); ap.add_argument('--size', type=int, default=16)
     ap.add_argument('--per-class', type=int, default=100); ap.add_argument('--lr', type=float, default=1e-3)
+    ap.add_argument('--growth-pct', type=float, default=0.2); ap.add_argument('--min-growth', type=int, default=20)
     a = ap.parse_args()
     warnings.filterwarnings('ignore')
     torch.set_num_threads(1)
     make_dls = lambda: (digits_dls(size=a.size, bs=32) if a.data == 'digits' else
                         folder_dls(shared_data(a.data), size=a.size, bs=32, max_per_class=a.per_class))
     def das_learner():
-        cb, b = DASGrowPruneCallback(), _Bracket()
+        cb, b = DASGrowPruneCallback(growth_pct=a.growth_pct, min_growth=a.min_growth), _Bracket()
         learn, timer = _learner(make_dls, lambda: selu_net(width=a.width), [b, _BracketEnd(b), cb])
         return learn, timer, cb, b
     # 1. find the final sizes (and the widths each epoch trains at)
