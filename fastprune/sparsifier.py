@@ -198,7 +198,8 @@ def attach(self:Sparsifier, masks=None, # {param name: bool mask}; default: keep
     masks, given = masks or {}, dict(init=init or {}, grad_acc=grad_acc or {})
     by_module = {}
     self._entries = [(p, *_owner(self.model, p)) for b in self.blocks for p in b.mask_params]  # (name, module, attr)
-    self._scored_entries = [(p, *_owner(self.model, p)) for p in self._scored]  # looked up once: used every batch
+    scored = set(self._scored)  # the scored weights are masked parameters too
+    self._scored_entries = [e for e in self._entries if e[0] in scored]  # used every batch
     for pname, mod, attr in self._entries:
         p = getattr(mod, attr)
         if pname in masks: mod.register_buffer(attr + '_mask', masks[pname].to(p.device, torch.bool))
