@@ -67,7 +67,7 @@ def digits_dls(size:int=32, # side of the square images, bilinear upsampling fro
 def _example_input(learn, n=2):
     "`n` inputs of a batch of `learn`'s validation data (training data if there is none), a plain tensor on the model's device."
     dl = learn.dls.valid if len(learn.dls.valid) else learn.dls.train
-    x = dl.one_batch()[0][:n]
+    with torch.random.fork_rng(devices=[]): x = dl.one_batch()[0][:n]  # torch's DataLoader draws a seed: leave the RNG be
     model = getattr(learn.model, 'module', learn.model)  # a `DistributedDataParallel` wrapper holds it in `.module`
     return x.as_subclass(torch.Tensor).to(next(model.parameters()).device)
 

@@ -11,8 +11,9 @@ import numpy as np
 import pandas as pd
 import torch
 from torch import nn
+from .models import _check_int, _check_ints, _check_finite, _check_path, _check_runs, _eval_mode  # the argument checkers of the package
 from .report import _accuracy, _batch_of, _device_of  # one definition each, shared with the report
-from .surgery.graph import trace, _eval_mode, _CONVS
+from .surgery.graph import trace, _CONVS
 
 # %% auto #0
 __all__ = ['OnnxExport', 'export_onnx', 'fold_bn', 'quantize_linear_dynamic', 'accuracy_change', 'benchmark_inference',
@@ -72,6 +73,14 @@ def _export(model, x, path, dynamic_batch, exporter, opset_version):
             torch.onnx.export(model, (x,), str(path), dynamo=False,
                               dynamic_axes={'input': {0: 'batch'}} if dynamic_batch else None, **kw)
 
+def _check_float_model(model):
+    "Neither exporter can capture PyTorch's dynamic-quantized modules (packed int8 weights): refuse them up front."
+    quantized = [n for n, m in model.named_modules() if type(m).__module__.startswith('torch.ao.nn.quantized.dynamic')]
+    if quantized: raise ValueError(
+        f"export_onnx: model_or_learn has PyTorch dynamic-quantized modules {quantized} (from `quantize_linear_dynamic`), "
+        "which neither ONNX exporter can capture; export the float model instead and quantize the .onnx file with "
+        "`onnxruntime.quantization.quantize_dynamic`")
+
 # %% ../nbs/50_deploy.ipynb #c015
 def export_onnx(model_or_learn, # `nn.Module` or fastai `Learner`
                 path, # destination `.onnx` file (parent folders are created)
@@ -87,9 +96,12 @@ def export_onnx(model_or_learn, # `nn.Module` or fastai `Learner`
     if exporter not in _EXPORTERS: raise ValueError(f"export_onnx: exporter={exporter!r}; valid choices: {_EXPORTERS}")
     if not isinstance(example_input, torch.Tensor):
         raise TypeError(f"export_onnx: example_input must be a torch.Tensor batch, got {type(example_input).__name__}")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path, atol = _check_path(path, 'path'), _check_finite(atol, 'atol')
+    _check_int(opset_version, 'opset_version', minimum=7, allow_none=True)  # the exporter checks its own maximum
+    _check_float_model(model)
     x = example_input.to(_device_of(model))
+    _check_runs(model, x)  # a wrong shape is the caller's mistake, not an export failure
+    path.parent.mkdir(parents=True, exist_ok=True)
     checks = [x, _batch_of(x, len(x) + 2)] if dynamic_batch else [x]
     with _eval_mode(model):
         _export(model, x, path, dynamic_batch, exporter, opset_version)
@@ -245,31 +257,38 @@ def _time_interleaved(calls:dict, n_repeats:int, timer:str='wall')->dict:
     "{key: [seconds per repeat]}, each round timing every call once, in a rotated order."
     keys, times, clock = list(calls), {k: [] for k in calls}, _TIMERS[timer]
     with torch.inference_mode():
-        for r in range(n_repeats):
+        for r in range(n_repeats if keys else 0):  # every backend skipped: nothing to time
             s = r % len(keys)
             for k in keys[s:] + keys[:s]:
                 t0 = clock(); calls[k](); times[k].append(clock() - t0)
     return times
 
 # %% ../nbs/50_deploy.ipynb #c051
+def _check_backends(backends)->tuple:
+    "`backends` as a tuple of names in `_BACKENDS`; a single name is accepted."
+    names = (backends,) if isinstance(backends, str) else tuple(backends) if isinstance(backends, (list, tuple)) else ()
+    unknown = [b for b in names if b not in _BACKENDS]
+    if not names or unknown:
+        raise ValueError(f"backends={backends!r} is not valid" + (f" (unknown: {unknown})" if unknown else "") +
+                         f"; valid: a name or a non-empty tuple of names in {tuple(_BACKENDS)}")
+    return names
+
 def benchmark_inference(model, # `nn.Module`, `Learner`, or dict {name: model} to compare side by side
                         example_input:torch.Tensor, # example batch; benchmark batches cycle its rows
-                        backends=('torch', 'torch_channels_last', 'onnxruntime', 'torch_compile'), # also 'cuda', 'tensorrt'
+                        backends=('torch', 'torch_channels_last', 'onnxruntime', 'torch_compile'), # names, or one name; also 'cuda', 'tensorrt'
                         batch_sizes=(1, 64),
                         n_repeats:int=20, # timed rounds; every (model, backend, batch size) is timed once per round
                         n_warmup:int=2, # untimed calls of each before timing
                         timer:str='wall', # 'wall' (elapsed time) or 'process' (CPU time of this process, see below)
                        )->pd.DataFrame:
     "Median latency and throughput per model, backend and batch size, all timed in one interleaved loop"
-    bad = [b for b in backends if b not in _BACKENDS]
-    if isinstance(backends, str) or bad:
-        raise ValueError(f"benchmark_inference: unknown backend(s) {bad or backends!r}; valid choices: {tuple(_BACKENDS)}")
-    if not batch_sizes or not all(isinstance(bs, int) and bs >= 1 for bs in batch_sizes):
-        raise ValueError(f"benchmark_inference: batch_sizes={batch_sizes!r}; expected positive ints")
-    if not (isinstance(n_repeats, int) and n_repeats >= 1): raise ValueError(f"benchmark_inference: n_repeats={n_repeats!r}; expected an int >= 1")
-    if timer not in _TIMERS: raise ValueError(f"benchmark_inference: timer={timer!r}; valid choices: {tuple(_TIMERS)}")
+    backends, batch_sizes = _check_backends(backends), _check_ints(batch_sizes, 'batch_sizes')
+    _check_int(n_repeats, 'n_repeats'); _check_int(n_warmup, 'n_warmup', minimum=0)
+    if not (isinstance(timer, str) and timer in _TIMERS): raise ValueError(f"benchmark_inference: timer={timer!r}; valid choices: {tuple(_TIMERS)}")
     if not isinstance(example_input, torch.Tensor): raise TypeError(f"benchmark_inference: example_input must be a torch.Tensor, got {type(example_input).__name__}")
     models = {k: _model_of(m) for k, m in (model.items() if isinstance(model, dict) else [('model', model)])}
+    if not models: raise ValueError("benchmark_inference: model={} is not valid; valid: a model, a Learner or a non-empty {name: model} dict")
+    for m in models.values(): _check_runs(m, example_input.to(_device_of(m)))  # a wrong input fails here, not in a backend
     with _eval_mode(*models.values()):
         calls = _prepare_calls(models, example_input, backends, batch_sizes, n_warmup)
         times = _time_interleaved(calls, n_repeats, timer)

@@ -5,11 +5,13 @@
 # %% ../nbs/02_report.ipynb #c003
 from __future__ import annotations
 import io, time, statistics, numbers
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 import torch
 import torch.nn as nn
 from torch.utils.flop_counter import FlopCounterMode
 import pandas as pd
+from .models import _check_int, _check_runs
 
 # %% auto #0
 __all__ = ['CompressionReport', 'compression_report', 'ReportComparison', 'compare_reports']
@@ -24,12 +26,6 @@ def _as_batch(model, x):
     first = next((m for m in model.modules() if isinstance(m, _LAYER_TYPES)), None)
     batch_ndim = 2 if isinstance(first, nn.Linear) else len(first.kernel_size) + 2 if first is not None else x.ndim
     return x[None] if x.ndim == batch_ndim - 1 else x
-
-def _check_runs(model, xb):
-    try: model(xb)
-    except Exception as e:
-        raise ValueError(f"compression_report: the model ({type(model).__name__}) cannot run on example_input of shape "
-                         f"{tuple(xb.shape)} (as a batch): {type(e).__name__}: {e}") from e
 
 def _flops(model, x1):
     "Total FLOPs on `x1` and FLOPs per module qualified name."
@@ -58,11 +54,15 @@ def _device_of(model:nn.Module)->torch.device:
     return p.device if p is not None else torch.device('cpu')
 
 def _accuracy(model, dl, device):
-    "Top-1 accuracy over the (inputs..., target) batches of `dl`."
+    "Top-1 accuracy over the (inputs..., target) batches of `dl`; data it cannot use is refused, naming `dls`."
+    if not isinstance(dl, Iterable): raise TypeError(f"dls must be fastai DataLoaders or an iterable of (x, y) batches, got {type(dl).__name__}")
     correct = total = 0
     for b in dl:
+        if not (isinstance(b, (list, tuple)) and len(b) >= 2 and all(isinstance(t, torch.Tensor) for t in b)):
+            raise TypeError(f"dls: a batch must be a tuple of tensors (inputs..., target), got {type(b).__name__}")
         *xs, y = [t.to(device) for t in b]
         correct += (model(*xs).argmax(-1) == y).sum().item(); total += len(y)
+    if not total: raise ValueError("dls is empty: no (inputs..., target) batch to measure accuracy on")
     return correct / total
 
 def _layer_table(model, flops_by_name):
@@ -118,11 +118,17 @@ class CompressionReport:
     def _repr_markdown_(self): return self.table()
 
 # %% ../nbs/02_report.ipynb #c013
+def _backend_names(backends)->tuple:
+    "`backends` as a tuple of names (a single name is accepted), checked by `fastprune.deploy` before anything is timed"
+    if isinstance(backends, (list, tuple)) and not backends: return ()
+    from fastprune.deploy import _check_backends
+    return _check_backends(backends)
+
 def _backend_rows(model, xb, backends, n_repeats):
     "Latency rows for each backend in `backends` (none when empty)"
     if not backends: return {}
     from fastprune.deploy import backend_rows
-    return backend_rows(model, xb, tuple(backends), (1, 64), n_repeats)
+    return backend_rows(model, xb, backends, (1, 64), n_repeats)
 
 # %% ../nbs/02_report.ipynb #c014
 @torch.no_grad()
@@ -130,11 +136,13 @@ def compression_report(model:nn.Module, # the model to measure; left unchanged
                        example_input:torch.Tensor, # one sample or a batch; expanded to batch 1 and 64 for latency
                        dls=None, # fastai `DataLoaders`: accuracy is measured on `dls.valid`
                        n_repeats:int=10, # timed runs per latency (median); after 2 warm-up runs
-                       backends:tuple=(), # inference backends to time as extra rows, e.g. ('torch', 'onnxruntime'); see `benchmark_inference`
+                       backends:tuple=(), # inference backends to time as extra rows, e.g. ('torch', 'onnxruntime') or 'onnxruntime'; see `benchmark_inference`
                       )->CompressionReport:
     "Parameters, non-zero parameters, FLOPs, size on disk, CPU latency (bs 1 and 64) and accuracy of `model`"
-    if not (isinstance(n_repeats, int) and n_repeats >= 1): raise ValueError(f"n_repeats={n_repeats!r}; expected an int >= 1")
+    if not isinstance(model, nn.Module): raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
+    _check_int(n_repeats, 'n_repeats')
     if dls is not None and not hasattr(dls, 'valid'): raise TypeError(f"dls must be fastai DataLoaders with a `.valid` loader, got {type(dls).__name__}")
+    backends = _backend_names(backends)
     modes = {m: m.training for m in model.modules()}
     device = _device_of(model)
     xb = _as_batch(model, example_input).to(device)
@@ -193,3 +201,9 @@ def compare_reports(before:CompressionReport, # report of the original model
     for name, r in (('before', before), ('after', after)):
         if not isinstance(r, CompressionReport): raise TypeError(f"{name} must be a CompressionReport, got {type(r).__name__}")
     return ReportComparison(before, after)
+
+# %% ../nbs/02_report.ipynb #c040b
+def _lower_is_better(metric_name:str)->bool:
+    "Whether smaller values of the metric called `metric_name` are better: losses and error rates."
+    return 'loss' in metric_name or 'error' in metric_name
+

@@ -6,15 +6,15 @@
 __all__ = ['Sparsifier']
 
 # %% ../nbs/23_sparsifier.ipynb #c003
-import math
-from functools import partial
+import math, weakref
+from collections import defaultdict
 import torch
 from torch import nn
 import pandas as pd
 from fastcore.basics import patch
 from .core.granularity import GRANULARITIES, _granularity_dims, _unit_dim, _block_view, _block_expand
 from .core.criteria import large_final, _get_criterion
-from .surgery.graph import trace, group_of
+from .surgery.graph import trace, Group, _CONVS, _dedup
 
 # %% ../nbs/23_sparsifier.ipynb #c006
 def _owner(model, qualname):
@@ -44,25 +44,29 @@ class _LayerBlocks:
         if len(self.mask_params) > 1: _mask_of(sp.model, self.mask_params[1]).copy_(~pruned)
 
 class _GroupUnits:
-    "The units (channels) of one coupling group: scored by summing producers, zeroed in every source parameter."
-    def __init__(self, group, dims):
-        self.name = '+'.join(group.producers)
-        self.layers, self.dims, self.is_units, self.min_kept = list(group.producers), dims, True, 1
-        # where unit j lives in each source tensor: along `dim`, at offset + j*inner ... offset + (j+1)*inner
-        self.sources = [(r.name, r.dim, r.offset, r.size, r.inner) for r in group.slices('source')]
-        self.mask_params = list(dict.fromkeys(r[0] for r in self.sources))
+    """The units (channels) of one coupling group, zeroed in all its `kind` tensors: `'source'`, output channels
+    (the rows of the `layers` computing them, their biases and norms); `'sink'`, input channels (the `layers` reading them)."""
+    def __init__(self, group, kind, layers, dims):
+        self.name, self.layers, self.dims, self.is_units, self.min_kept = '+'.join(layers), layers, dims, True, 1
+        self.n_units = group.size
+        self.recs = group.slices(kind)  # unit j of a rec: along `dim`, at offset + j*inner ... offset + (j+1)*inner
+        self.mask_params = _dedup(r.name for r in self.recs)
+        self.scored = [(l, r) for l in layers for r in self.recs if r.name == f'{l}.weight']  # the layers' share of each unit
 
-    def _weights(self, sp): return [_param(sp.model, f'{l}.weight') for l in self.layers]
-    def n_blocks(self, sp): return self._weights(sp)[0].shape[0]
-    def block_size(self, sp): return sum(w[0].numel() for w in self._weights(sp))
-    def scores(self, sp): return sum(sp._block_scores(l, self.dims[l]) for l in self.layers)
-    def pruned(self, sp): return ~_mask_of(sp.model, f'{self.layers[0]}.weight').flatten(1).any(1)
+    def n_blocks(self, sp): return self.n_units
+    def block_size(self, sp): return sum(Group.unit_rows(_param(sp.model, r.name), r).shape[1] for _, r in self.scored)
+    def pruned(self, sp): return ~Group.unit_rows(_mask_of(sp.model, self.scored[0][1].name), self.scored[0][1]).any(1)
+
+    def scores(self, sp):
+        "Per unit, the sum of the scores of its rows (`'source'`) or columns (`'sink'`) in every layer."
+        per_block = {l: sp._block_scores(l, self.dims[l]) for l in self.layers}  # one score per row or column
+        return sum(Group.unit_rows(per_block[l], r._replace(dim=0)).sum(1) for l, r in self.scored)
 
     def write(self, sp, pruned):
-        for pname, dim, offset, size, inner in self.sources:
-            m = _mask_of(sp.model, pname).movedim(dim, 0)
-            keep = (~pruned).repeat_interleave(inner).reshape(-1, *[1] * (m.ndim - 1))
-            m[offset: offset + size * inner] = keep
+        for r in self.recs:
+            m = _mask_of(sp.model, r.name).movedim(r.dim, 0)
+            keep = (~pruned).repeat_interleave(r.inner).reshape(-1, *[1] * (m.ndim - 1))
+            m[r.offset: r.offset + r.size * r.inner] = keep
 
 # %% ../nbs/23_sparsifier.ipynb #c008
 def _choose(scores, pruned, k, min_kept=0):
@@ -80,14 +84,28 @@ _CONTEXTS = ('local', 'global')
 _EXTRAS = {'init': ('init', lambda w: w.detach().clone()),            # starting weights: the current ones
            'grad_acc': ('grad', lambda w: torch.zeros_like(w.detach()))} # gradient terms: none accumulated
 
-def _fill_missing(attrs, module, state_dict, prefix, *args):
+def _masked_attrs(module):
+    "Names of `module`'s parameters that carry a `<param>_mask` buffer."
+    return [a for a in module._parameters if f'{a}_mask' in module._buffers]
+
+def _fill_missing(module, state_dict, prefix, *args):
     "Load pre-hook: a checkpoint without masks is dense, its weights are the starting weights, nothing is accumulated."
-    for attr in attrs:
+    for attr in _masked_attrs(module):
         if prefix + attr + '_mask' not in state_dict:
             state_dict[prefix + attr + '_mask'] = torch.ones_like(getattr(module, attr + '_mask'))
         for kind, (_, fresh) in _EXTRAS.items():
             if hasattr(module, f'{attr}_{kind}') and f'{prefix}{attr}_{kind}' not in state_dict:
                 state_dict[f'{prefix}{attr}_{kind}'] = fresh(state_dict.get(prefix + attr, getattr(module, attr)))
+
+_LOAD_HOOKS = weakref.WeakKeyDictionary()  # module → handle of its one `_fill_missing` pre-hook
+
+def _hook_loading(module):
+    "Give `module` its `_fill_missing` load pre-hook, once however many sparsifiers attach to it."
+    if module not in _LOAD_HOOKS: _LOAD_HOOKS[module] = module.register_load_state_dict_pre_hook(_fill_missing)
+
+def _unhook_loading(module):
+    "Remove `module`'s load pre-hook once no mask is left on it."
+    if module in _LOAD_HOOKS and not _masked_attrs(module): _LOAD_HOOKS.pop(module).remove()
 
 def _unit_granularities():
     "Granularities whose blocks are whole units (output or input channels) for every layer type they define."
@@ -107,9 +125,17 @@ def _check_sparsity(s, what='sparsity'):
         raise ValueError(f"{what}={s!r} is not valid; valid: a float in [0, 1)")
     return float(s)
 
+def _layer_types(layer_type):
+    "`layer_type` as a tuple of layer classes; TypeError naming the value otherwise."
+    types = tuple(layer_type) if isinstance(layer_type, (list, tuple)) else (layer_type,)
+    if not all(isinstance(t, type) and issubclass(t, nn.Module) for t in types):
+        raise TypeError(f"layer_type={layer_type!r} is not valid; valid: a layer class (an nn.Module subclass such as "
+                        f"nn.Conv2d) or a tuple of them, e.g. (nn.Conv2d, nn.Linear)")
+    return types
+
 def _select_layers(model, layer_type, granularity, exclude):
     "Candidate layers, their block dims and unit dims, and the names excluded (validated)."
-    layer_type = tuple(layer_type) if isinstance(layer_type, (list, tuple)) else (layer_type,)
+    layer_type = _layer_types(layer_type)
     cands = {n: m for n, m in model.named_modules()
              if isinstance(m, layer_type) and isinstance(getattr(m, 'weight', None), torch.Tensor)}
     if not cands:
@@ -136,6 +162,34 @@ def _select_layers(model, layer_type, granularity, exclude):
         raise ValueError(f"All selectable layers {names} are excluded ({why}); pass exclude=[...] to choose")
     return cands, dims, units, excluded
 
+_GROUP_KINDS = {0: 'source', 1: 'sink'}  # unit dim of the granularity → the group tensors its units are zeroed in
+_LAYER_TYPES = (*_CONVS, nn.Linear)       # layers whose weight rows or columns can be a group's units
+_NO_GROUP = {'source': "its outputs are in no coupling group of the traced model (is it called in forward?)",
+             'sink': "its inputs are in no coupling group: they come from the model's input or a fixed-width tensor "
+                     "(e.g. a zero-padded shortcut), or it is a depthwise conv, whose filters go with the channels it reads"}
+
+def _unit_layers(model, group, kind):
+    "Layers with rows (`'source'`: the producers first, then e.g. depthwise convs) or columns (`'sink'`) in `group`'s units."
+    named = _dedup(r.name[:-len('.weight')] for r in group.slices(kind) if r.name.endswith('.weight'))
+    layers = [n for n in named if isinstance(model.get_submodule(n), _LAYER_TYPES)]
+    return layers if kind == 'sink' else group.producers + [n for n in layers if n not in group.producers]
+
+def _group_owners(model, graph, kind):
+    "{layer: [(group, its unit layers)]} for every group of `graph` the layer has units in."
+    owners = defaultdict(list)
+    for g in graph.groups:
+        layers = _unit_layers(model, g, kind)
+        for l in layers: owners[l].append((g, layers))
+    return owners
+
+def _skip_reason(group, layers, selected, owners):
+    "Why `group` (units in `layers`) cannot be pruned as one block set, or None when it can."
+    if not group.prunable: return f"group not prunable: {group.reason}"
+    outside = [l for l in layers if l not in selected]
+    if outside: return f"group shares channels with {outside} (excluded or not selected)"
+    shared = [l for l in layers if len(owners[l]) > 1]
+    if shared: return f"{shared} also hold channels of other coupling groups (e.g. behind a concatenation)"
+
 class Sparsifier:
     "Compute, apply and report pruning masks of `model`'s `layer_type` layers."
     def __init__(self, model:nn.Module,
@@ -154,27 +208,25 @@ class Sparsifier:
         self.candidates = list(cands)
         self.layers = [n for n in cands if n not in excluded]
         self.notes = {n: 'excluded' for n in excluded}
-        if example_input is not None and all(units[n] == 0 for n in self.layers):
-            self.blocks = self._group_blocks(example_input)
+        unit_dims = {units[n] for n in self.layers}
+        if example_input is not None and unit_dims in ({0}, {1}):
+            self.blocks = self._group_blocks(example_input, _GROUP_KINDS[unit_dims.pop()])
         else: self.blocks = [_LayerBlocks(n, cands[n], self.dims[n], units[n]) for n in self.layers]
         if not self.blocks: raise ValueError(f"No prunable layer among {self.candidates}: {self.notes}")
-        self._cache, self._hooks = {}, []
+        self._cache = {}
         self.attach()
 
-    def _group_blocks(self, example_input):
-        "One `_GroupUnits` per prunable coupling group of the selected layers; reasons for the others in `notes`."
-        graph, blocks, seen = trace(self.model, example_input), [], set()
+    def _group_blocks(self, example_input, kind):
+        "One `_GroupUnits` per prunable coupling group of the selected layers (in their order); reasons for the others in `notes`."
+        owners, blocks, seen = _group_owners(self.model, trace(self.model, example_input), kind), [], set()
         for n in self.layers:
-            g = group_of(graph, n)
-            key = tuple(sorted(g.producers))
-            if key in seen: continue
-            seen.add(key)
-            outside = [p for p in g.producers if p not in self.layers]
-            if not g.prunable: reason = f"group not prunable: {g.reason}"
-            elif outside: reason = f"group shares channels with {outside} (excluded or not selected)"
-            else: blocks.append(_GroupUnits(g, self.dims)); continue
-            for p in g.producers:
-                if p in self.layers: self.notes[p] = reason
+            if not owners[n]: self.notes[n] = _NO_GROUP[kind]
+            for g, layers in owners[n]:
+                if g.gid in seen: continue
+                seen.add(g.gid)
+                reason = _skip_reason(g, layers, self.layers, owners)
+                if reason is None: blocks.append(_GroupUnits(g, kind, layers, self.dims))
+                else: self.notes.update({l: reason for l in layers if l in self.layers})
         return blocks
 
     @property
@@ -196,7 +248,6 @@ def attach(self:Sparsifier, masks=None, # {param name: bool mask}; default: keep
            grad_acc=None): # {weight name: accumulated gradient term}; default: keep existing or zeros
     "Register masks (and what the criterion needs) as buffers `<param>_mask` / `_init` / `_grad_acc` on their layers."
     masks, given = masks or {}, dict(init=init or {}, grad_acc=grad_acc or {})
-    by_module = {}
     self._entries = [(p, *_owner(self.model, p)) for b in self.blocks for p in b.mask_params]  # (name, module, attr)
     scored = set(self._scored)  # the scored weights are masked parameters too
     self._scored_entries = [e for e in self._entries if e[0] in scored]  # used every batch
@@ -207,14 +258,12 @@ def attach(self:Sparsifier, masks=None, # {param name: bool mask}; default: keep
         if getattr(mod, attr + '_mask').shape != p.shape:
             raise ValueError(f"{pname}_mask has shape {tuple(getattr(mod, attr + '_mask').shape)}, "
                              f"{pname} has {tuple(p.shape)}")
-        by_module.setdefault(mod, []).append(attr)
+        _hook_loading(mod)
     for kind, (need, fresh) in _EXTRAS.items():
         if need not in self.criterion.needs: continue
         for pname, mod, attr in self._scored_entries:
             if pname in given[kind]: mod.register_buffer(f'{attr}_{kind}', given[kind][pname].detach().clone())
             elif not hasattr(mod, f'{attr}_{kind}'): mod.register_buffer(f'{attr}_{kind}', fresh(getattr(mod, attr)))
-    for h in self._hooks: h.remove()
-    self._hooks = [m.register_load_state_dict_pre_hook(partial(_fill_missing, attrs)) for m, attrs in by_module.items()]
     self._cache = {}
     return self
 
@@ -227,8 +276,8 @@ def detach(self:Sparsifier):
         del mod._buffers[attr + '_mask']
         for kind, got in extras.items():
             if f'{attr}_{kind}' in mod._buffers: got[pname] = mod._buffers.pop(f'{attr}_{kind}')
-    for h in self._hooks: h.remove()
-    self._hooks, self._cache, self._entries, self._scored_entries = [], {}, [], []
+        _unhook_loading(mod)
+    self._cache, self._entries, self._scored_entries = {}, [], []
     return masks, extras['init'], extras['grad_acc']
 
 @patch
@@ -244,7 +293,7 @@ def reset(self:Sparsifier):
 # %% ../nbs/23_sparsifier.ipynb #c016
 @patch
 def _block_scores(self:Sparsifier, layer, dims):
-    "Criterion scores of `layer`'s weight blocks."
+    "Criterion scores of `layer`'s weight blocks; ValueError, before any mask changes, when they cannot rank them."
     mod = _owner(self.model, f'{layer}.weight')[0]
     w, w0, g = mod.weight.detach(), getattr(mod, 'weight_init', None), getattr(mod, 'weight_grad_acc', None)
     if 'grad' in self.criterion.needs and not self._has_grads():
@@ -254,6 +303,11 @@ def _block_scores(self:Sparsifier, layer, dims):
     if not torch.isfinite(s).all():
         raise ValueError(f"layer {layer!r}: its weights or gradients hold NaN or Inf, so criterion "
                          f"{self.criterion.name!r} cannot rank them; no mask was changed")
+    if 'init' in self.criterion.needs and bool((s == s[0]).all()) and not self._has_moved():
+        raise ValueError(f"Criterion {self.criterion.name!r} scores every block of layer {layer!r} alike: no weight has "
+                         f"moved from its starting weight yet, so it could only prune by position; no mask was changed. "
+                         f"Train between attach()/reset() and sparsify() (with a callback: start pruning later, "
+                         f"e.g. schedule=one_shot(start_pct=0.1))")
     return s
 
 @patch
@@ -262,6 +316,9 @@ def _targets(self:Sparsifier, sparsity):
     if not isinstance(sparsity, dict):
         s = _check_sparsity(sparsity)
         return [(b, s) for b in self.blocks]
+    if self.context == 'global':
+        raise ValueError(f"sparsity={sparsity!r} sets each layer's own target, but context='global' ranks all layers "
+                         f"together to one target; valid: a float with context='global', or a dict with context='local'")
     pruned_layers = [n for b in self.blocks for n in b.layers]
     for n, s in sparsity.items():
         if n not in pruned_layers:
@@ -276,7 +333,7 @@ def sparsify(self:Sparsifier, sparsity):
     "Update the masks to reach `sparsity` (a float in [0, 1), or {layer name: sparsity}); masks only grow."
     targets = self._targets(sparsity)
     with torch.no_grad():
-        if self.context == 'global' and not isinstance(sparsity, dict): self._prune_global(targets[0][1])
+        if self.context == 'global': self._prune_global(targets[0][1])
         else:
             chosen = []  # every layer is scored before any mask is written: a bad layer leaves all masks as they were
             for b, s in targets:
@@ -355,6 +412,11 @@ def _grad_sums(self:Sparsifier):
 def _has_grads(self:Sparsifier):
     "True once a gradient term was accumulated since the last mask update (an all-zero sum carries no information)."
     return any(bool(g.any()) for g in self._grad_sums.values())
+
+@patch
+def _has_moved(self:Sparsifier):
+    "True once a scored weight differs from its starting weight `<weight>_init` (for criteria that need 'init')."
+    return any(not torch.equal(getattr(mod, attr), getattr(mod, attr + '_init')) for _, mod, attr in self._scored_entries)
 
 @patch
 def _reset_grads(self:Sparsifier):

@@ -1,9 +1,10 @@
 """Fuzz the public API with hypothesis: every call either works or raises ValueError/TypeError naming the argument;
 nothing else escapes, and a rejected call leaves the model exactly as it was. Plus: NaN/Inf weights stop pruning."""
 import copy, math
+import numpy as np
 import pytest, torch, torch.nn as nn
 from hypothesis import given, settings, strategies as st, HealthCheck
-from fastprune.models import vgg_bn
+from fastprune.models import vgg_bn, mobilenet_v1, cifar_resnet, selu_net
 from fastprune.data import digits_dls
 from fastprune.sparsifier import Sparsifier
 from fastprune.core.criteria import Criterion, CRITERIA, large_final
@@ -13,7 +14,9 @@ from fastprune.surgery.edit import prune_units, grow_units, compact
 from fastprune.callbacks.sparsify import SparsifyCallback
 from fastprune.callbacks.lottery import LotteryRewindCallback
 from fastprune.callbacks.das import DASGrowPruneCallback
-from fastprune.deploy import fold_bn
+from fastprune.callbacks.cluster import ClusterPruneCallback
+from fastprune.deploy import fold_bn, export_onnx, quantize_linear_dynamic, accuracy_change, benchmark_inference
+from fastprune.report import compression_report
 
 torch.set_num_threads(1)
 FUZZ = settings(max_examples=25, deadline=None, derandomize=True,
@@ -76,7 +79,7 @@ granularity = arg(['weight', 'filter', 'kernel', 'vector', 'channel'] if 'channe
                   ['bogus', '', None, 3, 'Filter'])
 context = arg(['local', 'global'], ['glob', None, 1])
 criteria = arg([*CRITERIA, large_final], ['bogus', None, 3, 'L2'])
-layer_type = arg([(nn.Conv2d, nn.Linear), nn.Conv2d, [nn.Linear]], [nn.LSTM, (nn.Embedding,)])
+layer_type = arg([(nn.Conv2d, nn.Linear), nn.Conv2d, [nn.Linear]], [nn.LSTM, (nn.Embedding,), 'Conv2d', (nn.Conv2d, 'Linear')])
 exclude = arg([None, ['fc2'], 'stack0.0.conv', ['stack0']], [['nope'], 'fc9', ['stack0.0.conv', 'fc1', 'stack1.0.conv', 'fc2']])
 schedule = arg([*SCHEDULES, SCHEDULES['agp'], SCHEDULES['iterative'](2), lambda p: p], ['bogus', 3, None])
 resolution = arg([0.05, 0.5, 1.], [0., -0.1, 1.5, nan])
@@ -119,6 +122,18 @@ def test_fuzz_das_callback(a, t, gp, mg, reg, sa, layers):
     _call(DASGrowPruneCallback, dict(alpha=a, tau=t, growth_pct=gp, min_growth=mg, regularizer=reg, static_after=sa,
                                      layers=layers))
 
+ENCODER = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU())  # stands in for AlexNet, whose weights may not be cached
+
+@FUZZ
+@given(s=sparsity, seed=arg([0, 3], ['x', -1, 1.5, True, None]),
+       rk=arg([None, {'size': 8, 'steps': 2}, {'lr': 0.1, 'bs': None}],
+              [{'steps': -1}, {'size': 0}, {'lr': 0}, {'lr': 'x'}, {'bs': 0}, 3, {'bogus': 1}]),
+       ek=arg([None, {'bs': 4}, {'size': None}], [{'bs': 0}, {'size': -2}, 'x']), cp=arg([True, False], ['yes', 1, None]),
+       layers=arg([None, ['0'], '0'], [3, [], [1]]))
+def test_fuzz_cluster_callback(s, seed, rk, ek, cp, layers):
+    _call(lambda **kw: ClusterPruneCallback(encoder=ENCODER, **kw),
+          dict(sparsity=s, seed=seed, render_kw=rk, encode_kw=ek, compact=cp, layers=layers))
+
 # ---- criteria and schedules -----------------------------------------------------------------------------------
 @FUZZ
 @given(needs=arg([(), ('init',), ('grad',), ['init', 'grad']], [('weights',), ('Init',)]),
@@ -142,7 +157,9 @@ def test_fuzz_schedules(name, start, end):
 units = st.sampled_from([({'stack0.0.conv': [0]}, False), ({'fc1': [1, 2]}, False), ({'stack1.0.conv': torch.tensor([3])}, False),
                          ({'stack0.0.conv': [4]}, True), ({'stack0.0.conv': [-1]}, True), ({'stack0.0.conv': [0, 0]}, True),
                          ({'stack0.0.conv': [0, 1, 2, 3]}, True), ({'nope': [0]}, True), ({'fc2': [0]}, True),
-                         ([('fc1', [0])], True), ({'fc1': ['a']}, True)])
+                         ([('fc1', [0])], True), ({'fc1': ['a']}, True), ({'fc1': [0.9]}, True), ({'fc1': 3}, True),
+                         ({'fc1': [True]}, True), ({'fc1': torch.tensor([1.7])}, True), ({'fc1': torch.ones(3, dtype=torch.bool)}, True),
+                         ({'fc1': torch.arange(8) % 3 == 0}, False), ({'fc1': np.array([1, 4])}, False)])
 
 @FUZZ
 @given(u=units, with_opt=st.booleans())
@@ -157,7 +174,7 @@ def test_fuzz_prune_units(u, with_opt):
 
 @FUZZ
 @given(c=st.sampled_from([({'fc1': 2}, False), ({'stack0.0.conv': 0}, False), ({'fc1': -1}, True), ({'fc1': 1.5}, True),
-                          ({'fc2': 1}, True), ({'nope': 1}, True)]),
+                          ({'fc2': 1}, True), ({'nope': 1}, True), ({'fc1': True}, True), ({'fc1': np.int64(2)}, False)]),
        s=st.sampled_from([(1e-3, False), (1., False), (-1., False), (float('nan'), True), ('x', True)]))
 def test_fuzz_grow_units(c, s):
     model = _model()
@@ -178,7 +195,9 @@ BAD_INPUTS = [torch.randn(2, 3), torch.randn(2, 5, 8, 8), 'image', None]
 
 @pytest.mark.parametrize('x', BAD_INPUTS, ids=['2d', 'channels', 'str', 'none'])
 @pytest.mark.parametrize('f', [compact, lambda m, x: prune_units(m, {'fc1': [0]}, x), lambda m, x: grow_units(m, {'fc1': 1}, x),
-                               _filter_sparsifier], ids=['compact', 'prune', 'grow', 'sparsifier'])
+                               _filter_sparsifier, compression_report,
+                               lambda m, x: benchmark_inference(m, x, backends='torch', batch_sizes=(1,), n_repeats=1)],
+                         ids=['compact', 'prune', 'grow', 'sparsifier', 'report', 'benchmark'])
 def test_bad_example_input_is_value_error(f, x):
     if f is _filter_sparsifier and x is None: return  # a Sparsifier without example input is valid: no coupling groups
     model = _model()
@@ -194,6 +213,35 @@ def test_grow_units_bad_args_named(kw):
     name = 'init_scale' if 'init_scale' in kw else 'counts'
     with pytest.raises((ValueError, TypeError), match=name): grow_units(model, example_input=X, **kw)
     _assert_unchanged(model, snap)
+
+# ---- models, report -------------------------------------------------------------------------------------------------
+n_classes, in_ch = arg([10, 3], [0, -1, 2.5, '3', True]), arg([3, 1], [0, 'x', None])
+BUILDERS = {  # builder: its argument pools; every built model must run on a small input
+    vgg_bn: dict(n_classes=n_classes, in_ch=in_ch, fc=arg([8], [0, None]),
+                 widths=arg([((4,), (8,)), [[4, 4]]], [(), ((0,),), ((4,), ()), 4, ((4.5,),), 'ab'])),
+    mobilenet_v1: dict(n_classes=n_classes, in_ch=in_ch, stem=arg([8], [0, 1.5]),
+                       width_mult=arg([0.25, 1], [0, -1, nan, inf, 'x']),
+                       cfg=arg([((8, 1), (16, 2))], [(), ((8,),), ((8, 0),), ((8, 1, 1),), 8])),
+    selu_net: dict(n_classes=n_classes, in_ch=in_ch, width=arg([4, 8], [0, -3, 'a', True])),
+    cifar_resnet: dict(depth=arg([8], [7, -2, '20']), n_classes=n_classes, weights=arg([None], [3, 'no/such/file.th'])),
+}
+
+@pytest.mark.parametrize('builder', list(BUILDERS), ids=lambda b: b.__name__)
+@FUZZ
+@given(data=st.data())
+def test_fuzz_model_builders(builder, data):
+    args = {k: data.draw(pool, label=k) for k, pool in BUILDERS[builder].items()}
+    model = _call(builder, args)
+    if model is not None:
+        n, c = args['n_classes'][0], args.get('in_ch', (3,))[0]
+        assert model(torch.randn(2, c, 8, 8)).shape == (2, n)
+
+@settings(max_examples=10, deadline=None, derandomize=True)
+@given(backends=arg([(), 'torch', ['torch']], ['tvm', None, 3, ('torch', 'x')]), n_repeats=arg([1], [0, 'x']))
+def test_fuzz_compression_report(backends, n_repeats):
+    model = _model()
+    r = _call(compression_report, dict(model=(model, False), example_input=(X, False), n_repeats=n_repeats, backends=backends), model)
+    if r is not None: assert r.params == sum(p.numel() for p in model.parameters()) and len(r.backend_latency_ms) == 2 * bool(backends[0])
 
 # ---- data, deploy -------------------------------------------------------------------------------------------------
 @settings(max_examples=12, deadline=None, derandomize=True)
@@ -214,6 +262,35 @@ def test_fuzz_fold_bn(m):
     snap = _snapshot(TEMPLATE)
     _call(fold_bn, dict(model_or_learn=m))
     _assert_unchanged(TEMPLATE, snap)
+
+QUANTIZED = quantize_linear_dynamic(TEMPLATE)  # no exporter captures it
+
+@settings(max_examples=10, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(m=st.sampled_from([(TEMPLATE, False), (QUANTIZED, True), ('model', True)]), atol=arg([1e-4, 0.1], ['x', nan, inf, -1., None]),
+       x=arg([X], [torch.randn(2, 5, 8, 8), torch.randn(2, 3), 'img']), exporter=arg(['torchscript'], ['jit', None]),
+       opset=arg([None, 17], ['x', 3]))
+def test_fuzz_export_onnx(tmp_path, m, atol, x, exporter, opset):  # the legacy exporter: valid calls export in well under a second
+    path = tmp_path/f'{len(list(tmp_path.iterdir()))}.onnx'
+    snap = _snapshot(TEMPLATE)
+    res = _call(export_onnx, dict(model_or_learn=m, path=(path, False), example_input=x, atol=atol, exporter=exporter,
+                                  opset_version=opset, dynamic_batch=(False, False)))
+    assert path.exists() == (res is not None)  # a rejected call writes nothing
+    _assert_unchanged(TEMPLATE, snap)
+
+@settings(max_examples=12, deadline=None, derandomize=True)
+@given(backends=arg([('torch',), 'torch'], ['tvm', (), None, ('torch', 'x')]), bss=arg([(1,), [2, 1]], [(0,), 5, (True,), ()]),
+       n_repeats=arg([1], [0, 'x', 1.5]), n_warmup=arg([0, 1], [-1, 'x']))
+def test_fuzz_benchmark_inference(backends, bss, n_repeats, n_warmup):
+    model = _model()
+    df = _call(benchmark_inference, dict(model=(model, False), example_input=(X, False), backends=backends, batch_sizes=bss,
+                                         n_repeats=n_repeats, n_warmup=n_warmup), model)
+    if df is not None: assert set(df.backend) == {'torch'} and sorted(df.batch_size) == sorted(bss[0])
+
+@settings(max_examples=8, deadline=None, derandomize=True)
+@given(dls=arg([[(X, torch.tensor([0, 1]))], [(X[:1], torch.tensor([3]))] * 2], [[], 3, None, [X], [(X,)]]))
+def test_fuzz_accuracy_change(dls):
+    res = _call(accuracy_change, dict(before=(TEMPLATE, False), after=(_model(), False), dls=dls))
+    if res is not None: assert 0 <= res['before'] <= 1 and res['change'] == 0  # the same weights
 
 # ---- non-finite weights ---------------------------------------------------------------------------------------------
 @pytest.mark.parametrize('bad', [nan, inf, -inf])

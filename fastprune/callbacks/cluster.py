@@ -6,17 +6,41 @@
 __all__ = ['ClusterPruneCallback']
 
 # %% ../../nbs/34_cluster_callback.ipynb #c003
+from collections.abc import Iterable
+from functools import partial
 import torch
 from torch import nn
-from fastcore.basics import store_attr, patch
+from fastcore.basics import patch
 from fastai.data.transforms import Normalize
 from ..core.criteria import large_final
 from ..core.schedules import one_shot
+from ..models import _check_int, _check_finite
 from ..sparsifier import _check_sparsity, _rank0
 from ..cluster import cluster_layer, _cluster_settings, _n_clusters
 from .sparsify import SparsifyCallback
 
 # %% ../../nbs/34_cluster_callback.ipynb #c006
+_int_or_none = partial(_check_int, allow_none=True)
+# the numbers in `render_kw`/`encode_kw` that `filter_signatures`/`encode_signatures` would only check at the first cut
+_KW_CHECKS = dict(render_kw=dict(size=_check_int, steps=_check_int, bs=_int_or_none, in_channels=_int_or_none,
+                                 lr=partial(_check_finite, positive=True)),
+                  encode_kw=dict(size=_int_or_none, bs=_check_int))
+
+def _check_kw_values(kw, what):
+    "`kw` (`render_kw` or `encode_kw`): None or a dict whose numeric entries are valid; ValueError/TypeError naming it."
+    if kw is None: return
+    if not isinstance(kw, dict): raise TypeError(f"{what}={kw!r} is not valid; valid: None or a dict of keyword arguments")
+    for k, check in _KW_CHECKS[what].items():
+        if k in kw: check(kw[k], f'{what}[{k!r}]')
+
+def _check_layers(layers):
+    "`layers` as None or a non-empty list of layer names (one name is accepted)."
+    if layers is None: return None
+    names = [layers] if isinstance(layers, str) else list(layers) if isinstance(layers, Iterable) else []
+    if not names or not all(isinstance(l, str) for l in names):
+        raise ValueError(f"layers={layers!r} must be None or a non-empty list of conv layer names")
+    return names
+
 class ClusterPruneCallback(SparsifyCallback):
     "Prune conv layers one at a time for filter variety: cluster their filters' signatures, keep each cluster's best"
     def __init__(self, sparsity:float, # share of the filters to remove from each pruned layer, in [0, 1)
@@ -28,14 +52,12 @@ class ClusterPruneCallback(SparsifyCallback):
                  encode_kw:dict=None, # arguments of `encode_signatures` (size, stats, bs)
                  compact:bool=True, # after the last epoch, physically remove the pruned filters
                  resolution:float=0.05, # re-cluster a layer when its schedule fraction grew by this much
-                 seed:int=0): # seeds rendering and K-Means
+                 seed:int=0): # seeds rendering and K-Means (an int >= 0)
+        if not isinstance(compact, bool): raise TypeError(f"compact={compact!r} is not valid; valid: True or False")
         super().__init__(_check_sparsity(sparsity), 'filter', 'local', criteria, schedule, nn.Conv2d, None, compact, resolution)
-        if layers is not None:
-            layers = [layers] if isinstance(layers, str) else list(layers)
-            if not layers or not all(isinstance(l, str) for l in layers):
-                raise ValueError(f"layers={layers!r} must be None or a non-empty list of conv layer names")
+        self.layers, self.seed = _check_layers(layers), _check_int(seed, 'seed', minimum=0)
+        for what, kw in dict(render_kw=render_kw, encode_kw=encode_kw).items(): _check_kw_values(kw, what)
         self.encoder, self.render_kw, self.encode_kw = _cluster_settings(encoder, render_kw, encode_kw)  # fail before training
-        store_attr('layers,seed')
         self.records, self.pruning_order = {}, None
 
 # %% ../../nbs/34_cluster_callback.ipynb #c008

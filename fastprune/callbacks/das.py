@@ -6,6 +6,7 @@
 __all__ = ['DASGrowPruneCallback']
 
 # %% ../../nbs/33_das_callback.ipynb #c004
+import math
 import torch
 from torch import nn
 from fastcore.basics import store_attr
@@ -56,6 +57,7 @@ def _index(j): return j  # default f(j) = j, a named function so that the callba
 def _weights(n, weight_fn, device):
     "`f(1..n)` as a tensor, checked non-decreasing."
     w = torch.tensor([float(weight_fn(j)) for j in range(1, n+1)], device=device)
+    if not torch.isfinite(w).all(): raise ValueError(f"weight_fn must return finite numbers; got {w[:8].tolist()}...")
     if n > 1 and (w[1:] < w[:-1]).any(): raise ValueError(f"weight_fn must be non-decreasing; got {w[:8].tolist()}...")
     return w
 
@@ -81,9 +83,10 @@ class DASGrowPruneCallback(_FitHooks):
                  static_after:int|None=None, # from this epoch on: no growth, no pruning, no penalty
                  regularizer:str|None='weighted_l1'): # 'weighted_l1', 'l1', 'group_l21' or None
         def bad(name, val, valid): raise ValueError(f"{name}={val!r} is not valid; valid: {valid}")
-        if not (isinstance(tau, (int, float)) and tau > 0): bad('tau', tau, 'a number > 0')
-        if not (isinstance(alpha, (int, float)) and alpha >= 0): bad('alpha', alpha, 'a number >= 0')
-        if not (isinstance(growth_pct, (int, float)) and growth_pct >= 0): bad('growth_pct', growth_pct, 'a number >= 0')
+        number = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+        if not (number(tau) and tau > 0): bad('tau', tau, 'a finite number > 0')
+        if not (number(alpha) and alpha >= 0): bad('alpha', alpha, 'a finite number >= 0')
+        if not (number(growth_pct) and growth_pct >= 0): bad('growth_pct', growth_pct, 'a finite number >= 0')
         if not (isinstance(min_growth, int) and not isinstance(min_growth, bool) and min_growth >= 0): bad('min_growth', min_growth, 'an int >= 0')
         if static_after is not None and not (isinstance(static_after, int) and static_after >= 0):
             bad('static_after', static_after, 'None or an int >= 0')
@@ -103,13 +106,13 @@ class DASGrowPruneCallback(_FitHooks):
         self._refresh()
 
     def _refresh(self):
-        "Re-trace; cache, per auto-sized layer, its (param, rec) source slices and its weight vector."
+        "Re-trace; cache, per auto-sized layer, the (param, rec) slices of its own weight and bias, and its weight vector."
         graph = trace(self._net, self._xb)
         params = dict(self._net.named_parameters())
         self._slices, self._w = {}, {}
         for k in self.sizing:
-            g = group_of(graph, k)
-            self._slices[k] = [(params[r.name], r) for r in g.slices('source') if r.name in params]
+            g, own = group_of(graph, k), {id(p) for p in self._net.get_submodule(k).parameters(recurse=False)}
+            self._slices[k] = [(params[r.name], r) for r in g.slices('source') if r.name in params and id(params[r.name]) in own]
             self._w[k] = _weights(g.size, self.weight_fn, self._xb.device)
 
     def _rows(self, k): return [Group.unit_rows(p, r) for p, r in self._slices[k]]
@@ -137,6 +140,23 @@ class DASGrowPruneCallback(_FitHooks):
         self.sizing, self.skipped = _auto_layers(self._net, trace(self._net, self._xb), self.layers)
         self._refresh()
         if self.initial is None: self.initial = dict(sizes=self.sizes(), n_params=self._n_params())
+        self._stop_resizing()
+        self._resizer = self._net.register_load_state_dict_pre_hook(self._resize_to)
+
+    def _resize_to(self, module, state_dict, prefix, *args):
+        "Load pre-hook: give the auto-sized layers the widths of the checkpoint being loaded (trailing units go or come)."
+        sizes, want = self.sizes(), {k: state_dict[f'{prefix}{k}.weight'].shape[0] for k in self.sizing
+                                     if f'{prefix}{k}.weight' in state_dict}
+        cut = {k: list(range(n, sizes[k])) for k, n in want.items() if n < sizes[k]}
+        add = {k: n - sizes[k] for k, n in want.items() if n > sizes[k]}
+        if cut: self._surgery(prune_units, cut)
+        if add: self._surgery(grow_units, add, init_scale=self.tau)
+
+    def _stop_resizing(self):
+        if getattr(self, '_resizer', None) is not None: self._resizer.remove()
+        self._resizer = None
+
+    def _fit_end(self, trained): self._stop_resizing()
 
     def before_train(self):
         super().before_train()  # the fit's first training phase sets up (`_train_start`)

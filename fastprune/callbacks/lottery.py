@@ -6,6 +6,7 @@
 __all__ = ['ClusterSelect', 'LotteryRewindCallback']
 
 # %% ../../nbs/31_lottery_callback.ipynb #c003
+import warnings
 import torch
 from torch import nn
 import pandas as pd
@@ -19,6 +20,7 @@ from ..sparsifier import Sparsifier, _CONTEXTS, _check_round_to, _from_rank0
 from ..cluster import cluster_layer, _cluster_settings
 from .sparsify import SparsifyCallback, _MaskedTraining
 from ..surgery.edit import compact as _compact_model
+from ..report import _lower_is_better
 
 # %% ../../nbs/31_lottery_callback.ipynb #c006
 _KEY = 'lottery.'
@@ -29,8 +31,8 @@ class _LotteryState:
     def __init__(self): self.rewind, self.history, self.metric, self.model, self.sparsifier = None, [], None, None, None
 
 def _state_keys(model, sparsifier):
-    "Names of `model`'s parameters and buffers, without the sparsifier's own buffers (masks, starting weights)."
-    own = {f'{p}_mask' for p in sparsifier.masks} | {f'{p}_init' for p in sparsifier._scored}
+    "Names of `model`'s parameters and buffers, without the sparsifier's own (masks, starting weights, gradient sums)."
+    own = {f'{p}_mask' for p in sparsifier.masks} | {f'{p}_{kind}' for p in sparsifier._scored for kind in ('init', 'grad_acc')}
     names = [n for n, _ in model.named_parameters()] + [n for n, _ in model.named_buffers()]
     return [n for n in names if n not in own]
 
@@ -183,6 +185,14 @@ def _resumed_at(learn):
     return next((getattr(cb, '_skip_to', 0) for cb in learn.cbs if isinstance(cb, SkipToEpoch)), 0)
 
 @patch
+def _fit_start(self:LotteryRewindCallback): self._epoch_values = []
+
+@patch
+def after_epoch(self:LotteryRewindCallback):
+    "Keep the epoch's losses and metrics: a `validate()` inside the fit clears the Recorder's (its order 50 comes later)."
+    if not self._validating: self._epoch_values.append(self.recorder.log[1:].copy())
+
+@patch
 def _train_start(self:LotteryRewindCallback):
     "A level starts: validate, then prune, rewind and clear the optimizer state (unless the fit resumes a level from a checkpoint)."
     st = self.state
@@ -231,12 +241,15 @@ def _floats_from_rank0(values):
 def _fit_end(self:LotteryRewindCallback, trained):
     "Append this level's row to the history: sparsity and the last and best validation values of the first metric."
     if not trained: return                          # a fit that never trained is no level
-    rec = self.learn.recorder
-    names = rec.metric_names[1:-1]                 # without 'epoch' and 'time'
+    if self.state.rewind is None:                   # e.g. stopped early: the next fit is the first one again
+        warnings.warn(f"LotteryRewindCallback: the first fit ended before its rewind point (training iteration "
+                      f"{self._record_at}), so it completed no level; the next fit records the rewind point again")
+        return
+    names = self.learn.recorder.metric_names[1:-1]  # without 'epoch' and 'time'
     metric = self.learn.metrics[0].name if len(self.learn.metrics) else 'valid_loss'
-    def column(name): return [float(v[names.index(name)]) for v in rec.values if len(v) == len(names)] or [float('nan')]
+    def column(name): return [float(v[names.index(name)]) for v in self._epoch_values if len(v) == len(names)] or [float('nan')]
     vals = column(metric)                           # NaN when no validation ran: the level still counts
-    best = min if ('loss' in metric or 'error' in metric) else max
+    best = min if _lower_is_better(metric) else max
     s = self.sparsifier.achieved_sparsity
     s, loss, final, best = _floats_from_rank0([s, column('valid_loss')[-1], vals[-1], best(vals)])
     self.state.metric = metric

@@ -29,10 +29,19 @@ def _check_target(sparsity):
         return {k: _check_sparsity(v, f'sparsity[{k!r}]') for k, v in sparsity.items()}
     return _check_sparsity(sparsity)
 
+class _AtFitEnd(Callback):
+    "Calls `owner._fit_end` once every other callback's `after_fit` ran (`SaveModelCallback` reloads its best epoch there)."
+    order = 100
+    def __init__(self, owner): self.owner = owner
+    def after_fit(self):
+        if self.owner._validating: return
+        self.learn.remove_cb(self)
+        self.owner._fit_end(self.owner._trained)
+
 class _FitHooks(Callback):
     """Per-fit work goes in `_fit_start`, `_train_start` (the fit's first training phase) and `_fit_end(trained)`,
     which `learn.validate()`/`get_preds` never call, not even from inside a fit (fastai fires `before_fit` and
-    `after_fit` around those too). `_net` is the model without a DDP wrapper."""
+    `after_fit` around those too), and which `lr_find` never sees. `_net` is the model without a DDP wrapper."""
     _trained = True  # outside a fit there is no fit to start: `before_fit` sets it to False
     @property
     def _net(self): return getattr(self.model, 'module', self.model)
@@ -40,14 +49,15 @@ class _FitHooks(Callback):
     def _validating(self): return self.learn.lock.locked()  # fastai holds it exactly in `validation_context`
     def before_fit(self):
         if self._validating: return
+        if hasattr(self.learn, 'lr_finder'): self.run = False; return  # fastai sets `run` back after the fit
         self._trained = False
+        self.learn.remove_cbs([c for c in self.learn.cbs if isinstance(c, _AtFitEnd) and c.owner is self])  # a crashed fit's
+        self.learn.add_cb(_AtFitEnd(self))
         self._fit_start()
     def before_train(self):
         if self._trained: return
         self._train_start()
         self._trained = True
-    def after_fit(self):
-        if not self._validating: self._fit_end(self._trained)
     def _fit_start(self): pass
     def _train_start(self): pass
     def _fit_end(self, trained): "`trained`: whether a training phase ran (not, e.g., when `start_epoch` skipped them all)"
@@ -57,6 +67,7 @@ class _MaskedTraining(_FitHooks):
     def _pos(self): return self.epoch * self.n_iter + self.iter  # training batch of the fit, also when resumed
     def before_step(self): self.sparsifier.mask_grads()  # no gradient, so no momentum, on masked weights
     def after_step(self): self.sparsifier.apply_masks()   # weight decay and Adam updates cannot revive them
+    def after_backward(self): self.sparsifier.accumulate_grads()  # for criteria that need gradients (a no-op otherwise)
 
 class SparsifyCallback(_MaskedTraining):
     "Prune `learn.model` while it trains, following `schedule` up to `sparsity`."
@@ -77,6 +88,7 @@ class SparsifyCallback(_MaskedTraining):
             raise ValueError(f"Unknown granularity {granularity!r}; valid: {sorted(GRANULARITIES)}")
         if context not in _CONTEXTS: raise ValueError(f"Unknown context {context!r}; valid: {list(_CONTEXTS)}")
         if not 0 < resolution <= 1: raise ValueError(f"resolution={resolution!r} is not valid; valid: a float in (0, 1]")
+        if not isinstance(compact, bool): raise TypeError(f"compact={compact!r} is not valid; valid: True or False")
         self.round_to = _check_round_to(round_to, granularity)
         self.criteria, self.schedule = _get_criterion(criteria), _get_schedule(schedule)
         store_attr('granularity,context,layer_type,exclude,compact,resolution')
@@ -106,10 +118,12 @@ class SparsifyCallback(_MaskedTraining):
         "0 at the first training batch, exactly 1 at the last one, consistent across resumed fits."
         return (self._pos() if pos is None else pos) / max(1, self.n_epoch * self.n_iter - 1)
 
+    def _schedule_frac(self, pos): return float(self.schedule(self._progress(pos)))
+
     def _step_frac(self, pos):
-        "Fraction of the target at batch `pos`, on the `resolution` grid: a pure function of progress."
-        frac = float(self.schedule(self._progress(pos)))
-        return 1. if frac >= 1 - self.resolution else math.floor(frac / self.resolution) * self.resolution
+        "The step of the `resolution` grid that the schedule reached at batch `pos` (1 in its last step)."
+        frac = self._schedule_frac(pos)
+        return 1. if frac >= 1 - self.resolution else math.floor(frac / self.resolution + 1e-9) * self.resolution
 
 # %% ../../nbs/30_sparsify_callback.ipynb #c008
 @patch
@@ -118,7 +132,7 @@ def after_create(self:SparsifyCallback): self._setup()
 @patch
 def _fit_start(self:SparsifyCallback):
     if self.sparsifier is None or self.sparsifier.model is not self._net: self._setup()
-    self._frac = None                                          # known at the first batch (a resumed fit starts later)
+    self._applied_step = None                                          # known at the first batch (a resumed fit starts later)
     self.sparsifier.apply_masks()                              # masks restored by `learn.load` hold from step one
     self._drop_metric()
     self.learn.metrics = self.learn.metrics + [ValueMetric(self._sparsity_now, 'sparsity')]
@@ -128,19 +142,17 @@ def before_batch(self:SparsifyCallback):
     # Update points are a pure function of progress (multiples of `resolution`), so a fit resumed from a checkpoint
     # knows the last fraction the interrupted fit applied and updates the masks at the very batches an uninterrupted
     # fit would. Near the end, finish at once: a last small step at the very end has no time to recover.
+    # The grid decides when; the mask is made for the schedule's exact fraction at that batch.
     pos = self._pos()
-    if self._frac is None: self._frac = max(map(self._step_frac, range(pos)), default=-1.)  # -1: nothing applied
-    frac = self._step_frac(pos)
-    if frac <= self._frac: return
+    if self._applied_step is None: self._applied_step = max(map(self._step_frac, range(pos)), default=-1.)  # -1: nothing applied
+    step = self._step_frac(pos)
+    if step <= self._applied_step: return
     if 'grad' in self.criteria.needs and not self.sparsifier._has_grads(): return  # no gradients since last update
-    self.target = self._target(frac)
+    if 'init' in self.criteria.needs and not self.sparsifier._has_moved(): return  # no step since the starting weights
+    self.target = self._target(1. if step == 1 else self._schedule_frac(pos))
     self.sparsifier.sparsify(self.target)
     self.sparsifier.apply_masks()
-    self._frac = frac
-
-@patch
-def after_backward(self:SparsifyCallback):
-    if 'grad' in self.criteria.needs: self.sparsifier.accumulate_grads()
+    self._applied_step = step
 
 @patch
 def _fit_end(self:SparsifyCallback, trained):

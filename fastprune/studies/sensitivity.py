@@ -11,11 +11,11 @@ import pandas as pd
 from fastcore.basics import AttrDict
 from fastprogress.fastprogress import progress_bar
 from ..data import _example_input
-from ..core.criteria import large_final
+from ..core.criteria import large_final, CRITERIA, _get_criterion
 from ..sparsifier import Sparsifier, _check_sparsity, _param
 from ..surgery.graph import trace, group_of
 from ..surgery.edit import prune_units
-from ..report import compression_report, compare_reports
+from ..report import compression_report, compare_reports, _lower_is_better
 
 # %% auto #0
 __all__ = ['sensitivity', 'plot_sensitivity', 'filter_norms', 'plot_filter_norms', 'prune_until']
@@ -30,6 +30,17 @@ def _check_sparsities(sparsities):
     if isinstance(sparsities, (int, float)) or not len(sparsities):
         raise ValueError(f"sparsities={sparsities!r} is not valid; valid: a non-empty sequence of floats in [0, 1)")
     return sorted({_check_sparsity(s, 'sparsities entry') for s in sparsities})
+
+_NEEDS_SAID = {'grad': 'gradients', 'init': 'the weights at the start of training'}
+
+def _current_weights_criterion(criteria):
+    "The `Criterion` for `criteria`; ValueError for one that needs gradients or initial weights, which `sensitivity` has not got."
+    crit = _get_criterion(criteria)
+    if crit.needs:
+        valid = [n for n, c in CRITERIA.items() if not c.needs]
+        raise ValueError(f"criteria={crit.name!r} needs {' and '.join(_NEEDS_SAID[n] for n in crit.needs)}, which sensitivity has not "
+                         f"got (it scores the trained weights, without training); valid: {valid} or a Criterion without needs")
+    return crit
 
 def _select_blocks(sp, layers):
     "The sparsifier's block sets that hold one of `layers` (all when None); ValueError naming unknown/unprunable layers."
@@ -46,11 +57,12 @@ def _select_blocks(sp, layers):
 def sensitivity(learn, # fastai `Learner`; its model is restored exactly afterwards
                 sparsities=(0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9), # fractions of each layer's units/weights to prune
                 granularity:str='filter', # a name in `GRANULARITIES`
-                criteria=large_final, # a `Criterion` or a name in `CRITERIA`: which blocks go first
+                criteria=large_final, # a `Criterion` or a name in `CRITERIA` that scores the current weights: which blocks go first
                 layers=None, # layer names to study (each with its coupling group); all prunable ones when None
                )->pd.DataFrame:
     "Validation loss and metric with each layer (coupling group) alone pruned to each sparsity, without retraining"
     sparsities = _check_sparsities(sparsities)
+    criteria = _current_weights_criterion(criteria)
     model = learn.model
     if any(k.endswith(('_mask', '_init')) for k, _ in model.named_buffers()):
         raise ValueError("the model already carries pruning masks (`*_mask` buffers); call `Sparsifier.detach()` first")
@@ -131,14 +143,20 @@ def plot_filter_norms(norms, # from `filter_norms`, or a model
 # %% ../../nbs/40_sensitivity.ipynb #c028
 _ORDERS = ('sensitivity', 'model')
 
+def _worsening(metric, baseline, metric_name):
+    "How much worse than `baseline` `metric` is (negative: better), for the metric called `metric_name`."
+    return metric - baseline if _lower_is_better(metric_name) else baseline - metric
+
 def _group_order(learn, graph, order):
     "Producer names (one per prunable group) in pruning order."
     groups = {g.producers[0]: g for g in graph.prunable}
     if order == 'model': return list(groups)
     if order == 'sensitivity':
         s = sensitivity(learn)
-        score = s[s.sparsity > 0].groupby('layer', sort=False).metric.mean()
-        return [score.index[i].split('+')[0] for i in score.argsort()[::-1]]
+        pruned = s[s.sparsity > 0]
+        worsening = _worsening(pruned.metric, s.metric.iloc[0], s.attrs['metric'])  # row 0: the unpruned baseline
+        least_first = worsening.groupby(pruned.layer, sort=False).mean().sort_values(kind='stable')
+        return [layer.split('+')[0] for layer in least_first.index]
     if isinstance(order, (list, tuple)):
         names = [group_of(graph, n).producers[0] for n in order]  # ValueError for unknown layers
         bad = [n for n in order if not graph[n].prunable]
@@ -153,8 +171,8 @@ def _remaining_table(before, after):
     return t
 
 # %% ../../nbs/40_sensitivity.ipynb #c029
-def prune_until(learn, # fastai `Learner` with a metric (accuracy); its model is pruned physically, in place
-                max_drop:float=0.01, # largest allowed fall of the metric below the unpruned baseline (0.01 = 1 point)
+def prune_until(learn, # fastai `Learner` with a metric (accuracy, error_rate...); its model is pruned physically, in place
+                max_drop:float=0.01, # largest allowed worsening of the metric from the unpruned baseline (0.01 = 1 point)
                 step:float=0.1, # fraction of a group's original units removed per step
                 retrain_epochs:int=1, # `fit_one_cycle` epochs after each step (0: no retraining)
                 order='sensitivity', # 'sensitivity' (least sensitive first), 'model' or a list of layer names
@@ -181,7 +199,7 @@ def prune_until(learn, # fastai `Learner` with a metric (accuracy); its model is
             if retrain_epochs:
                 with learn.no_bar(), learn.no_logging(): learn.fit_one_cycle(retrain_epochs, lr_max)
             metric = _validate(learn)[1]
-            ok = baseline - metric <= max_drop
+            ok = _worsening(metric, baseline, learn.metrics[0].name) <= max_drop
             history.append(dict(layer='+'.join(g.producers), units=g.size - k, metric=metric, kept=ok))
             if not ok:
                 learn.model, learn.opt = saved

@@ -11,6 +11,7 @@ from torch import nn
 import pandas as pd
 from fastcore.basics import store_attr
 from fastai.callback.core import Callback
+from fastai.torch_core import TensorImage
 from fastai.data.core import DataLoaders
 from fasttransform import Transform, Pipeline
 from ..data import _split_dir, _class_files, _files_dls, _TRAIN_NAMES, _VALID_NAMES
@@ -104,7 +105,7 @@ def split_classes(dls_or_path, # image folder `<path>/<split>/<class>/...` or fa
     return ClassSplit(a, [c for c in all_cls if c not in a], path)
 
 # %% ../../nbs/41_transfer.ipynb #c023
-_MONITORS = ('train_loss', 'train_accuracy')
+_MONITORS = ('train_accuracy', 'train_loss')
 
 def _as_pipeline(stage, i):
     tfms = list(stage) if isinstance(stage, (list, tuple)) else [stage]
@@ -112,13 +113,18 @@ def _as_pipeline(stage, i):
     if bad: raise TypeError(f"stages[{i}]: {bad} are not fastai Transforms; valid: a Transform or a list of them, e.g. [Flip(), Rotate()]")
     return Pipeline(tfms, split_idx=0)
 
+def _augment(pipe, x):
+    "`pipe` applied to the batch `x`; a plain tensor is taken as images, since fastai's transforms only change a `TensorImage`."
+    if type(x) is not torch.Tensor: return pipe(x)
+    return pipe(x.as_subclass(TensorImage)).as_subclass(torch.Tensor)
+
 class ProgressiveAugmentCallback(_FitHooks):
-    "Train without augmentation, then move to the next stage of batch transforms each time the training loss plateaus"
+    "Train without augmentation, then move to the next stage of batch transforms each time the training accuracy plateaus"
     order = 5  # before callbacks that read or mix the batch (e.g. MixUp)
     def __init__(self, stages, # list of stages: each a fastai batch `Transform` or a list of them, weakest first
                  patience:int=1, # epochs without improvement before the next stage
                  min_delta:float=0.01, # smallest change of the monitored value that counts as an improvement
-                 monitor:str='train_loss'): # 'train_loss' or 'train_accuracy'
+                 monitor:str='train_accuracy'): # 'train_accuracy' or 'train_loss'
         if monitor not in _MONITORS: raise ValueError(f"monitor={monitor!r} is not valid; valid: {list(_MONITORS)}")
         if not (isinstance(patience, int) and patience >= 1): raise ValueError(f"patience={patience!r} is not valid; valid: an int >= 1")
         if not len(stages): raise ValueError("stages is empty; valid: a non-empty list of Transforms or lists of them")
@@ -133,7 +139,7 @@ class ProgressiveAugmentCallback(_FitHooks):
         super().before_train()
         self.n, self.loss_sum, self.correct = 0, 0., 0
     def before_batch(self):
-        if self.training and self.stage: self.learn.xb = (self.pipes[self.stage](self.xb[0]), *self.xb[1:])
+        if self.training and self.stage: self.learn.xb = (_augment(self.pipes[self.stage], self.xb[0]), *self.xb[1:])
     def after_batch(self):
         if not self.training: return
         bs = self.yb[0].shape[0]

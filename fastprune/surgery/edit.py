@@ -8,7 +8,7 @@ __all__ = ['prune_units', 'grow_units', 'compact', 'save_pruned', 'load_pruned']
 # %% ../../nbs/11_surgery.ipynb #c004
 import math
 from collections import defaultdict
-import torch, torch.nn as nn
+import numpy as np, torch, torch.nn as nn
 from .graph import trace, group_of, Group, _module_name
 
 # %% ../../nbs/11_surgery.ipynb #c006
@@ -163,15 +163,36 @@ def _resolve(model, graph, units, what, arg='units'):
     for layer, v in units.items():
         name = _module_name(model, layer)
         g = group_of(graph, name)
-        if not g.prunable: raise ValueError(f"cannot {what} units of {name!r}: {g.reason}")
+        if not g.prunable:
+            raise ValueError(f"cannot {what} units of {name!r}: {g.reason}; prunable layers: {[p for h in graph.prunable for p in h.producers]}")
         res.setdefault(g.gid, (g, []))[1].append((name, v))
     return res.values()
+
+def _int_tensor(t): return not (t.is_floating_point() or t.is_complex() or t.dtype == torch.bool)
+
+def _is_int(i):
+    "A Python, numpy or 0-d torch integer, not a bool."
+    if isinstance(i, torch.Tensor): return i.ndim == 0 and _int_tensor(i)
+    return isinstance(i, (int, np.integer)) and not isinstance(i, (bool, np.bool_))
+
+def _unit_indices(name, idx, size):
+    "Unit indices of layer `name` (`size` units) from a list or 1-d tensor/array of ints, or a bool mask of `size` entries."
+    valid = f"a list or 1-d tensor of int unit indices (0..{size-1}) or a bool tensor mask of {size} entries"
+    if isinstance(idx, np.ndarray): idx = torch.from_numpy(idx)
+    if isinstance(idx, torch.Tensor) and idx.dtype == torch.bool:
+        if idx.shape != (size,): raise ValueError(f"units[{name!r}] is a bool mask of shape {tuple(idx.shape)}; valid: {valid}")
+        return idx.nonzero().flatten().tolist()
+    if isinstance(idx, torch.Tensor) and idx.ndim == 1 and _int_tensor(idx): return idx.tolist()
+    if not isinstance(idx, (list, tuple, range)): raise TypeError(f"units[{name!r}] must be {valid}, got {type(idx).__name__} {idx!r}")
+    bad = [i for i in idx if not _is_int(i)]
+    if bad: raise TypeError(f"units[{name!r}] has entries {bad!r} that are not int unit indices; valid: {valid}")
+    return [int(i) for i in idx]
 
 def _check_indices(g, asked):
     "Validated sorted removal indices for group `g` from `[(layer, indices)]`."
     sets = []
     for name, idx in asked:
-        idx = [int(i) for i in (idx.tolist() if isinstance(idx, torch.Tensor) else idx)]
+        idx = _unit_indices(name, idx, g.size)
         if len(set(idx)) != len(idx): raise ValueError(f"duplicate unit indices for {name!r}: {sorted(idx)}")
         bad = [i for i in idx if not 0 <= i < g.size]
         if bad: raise ValueError(f"unit indices {bad} out of range for {name!r}, which has {g.size} units (valid: 0..{g.size-1})")
@@ -197,6 +218,12 @@ def prune_units(model:nn.Module, # edited in place
     return _edit(model, edits, opt, param_state)
 
 # %% ../../nbs/11_surgery.ipynb #c014
+def _unit_count(name, n):
+    "Number of units to add to layer `name`: an int >= 0 (Python or numpy), not a bool."
+    if not _is_int(n): raise TypeError(f"counts[{name!r}] must be an int >= 0, got {type(n).__name__} {n!r}")
+    if n < 0: raise ValueError(f"counts[{name!r}] must be an int >= 0, got {n!r}")
+    return int(n)
+
 def grow_units(model:nn.Module, # edited in place
                counts:dict, # layer (module or qualified name) -> number of units to append
                example_input, # input used to trace `model`
@@ -210,9 +237,7 @@ def grow_units(model:nn.Module, # edited in place
     graph = trace(model, example_input)
     edits = []
     for g, asked in _resolve(model, graph, counts, 'grow', 'counts'):
-        bad = [(a, n) for a, n in asked if not isinstance(n, int) or n < 0]
-        if bad: raise ValueError(f"unit counts must be ints >= 0, got {bad}")
-        ns = {n for _, n in asked}
+        ns = {_unit_count(a, n) for a, n in asked}
         if len(ns) > 1: raise ValueError(f"coupled layers {[a for a, _ in asked]} were asked for different counts {sorted(ns)}")
         n = ns.pop()
         edits += [(r, (), n) for r in g._recs] if n else []
@@ -223,14 +248,12 @@ def _channel_nonzero(t, r):
     "Bool per channel of rec `r`: is any entry of tensor `t` in that channel's positions nonzero?"
     return Group.unit_rows(t.detach(), r).ne(0).any(1)
 
-def _dead_units(tensors, g):
-    "Indices of units of `g` that are identically zero (all source params zero) or unused (all sink params zero)."
-    alive = {}
-    for kind in ('source', 'sink'):
+def _dead_units(tensors, g, kinds=('source', 'sink')):
+    "Indices of units of `g` whose params of one of `kinds` are all zero: 'source' (identically zero), 'sink' (unused)."
+    dead = torch.zeros(g.size, dtype=torch.bool)
+    for kind in kinds:
         recs = [r for r in g._recs if r.kind == kind]
-        if recs: alive[kind] = torch.stack([_channel_nonzero(tensors[r.name], r) for r in recs]).any(0)
-    dead = ~alive['source'] if 'source' in alive else torch.zeros(g.size, dtype=torch.bool)
-    if 'sink' in alive: dead |= ~alive['sink']
+        if recs: dead |= ~torch.stack([_channel_nonzero(tensors[r.name], r) for r in recs]).any(0)
     idx = dead.nonzero().flatten().tolist()
     return idx[1:] if len(idx) == g.size else idx  # keep at least one unit
 
@@ -238,14 +261,14 @@ def compact(model:nn.Module, # edited in place
             example_input, # input used to trace `model`
             opt=None, # torch or fastai optimizer kept in step
             param_state=(), # dicts of per-param tensors sliced in step
-            inexact=False, # also compact groups under LayerNorm/GroupNorm(1), where removal shifts the statistics
+            inexact=False, # also remove zeroed units of groups flagged inexact (see `Group.inexact_reason`)
            ) -> dict:
     "Remove every legally removable unit that is all-zero or unused; returns `{layer: n_removed}`"
     graph = trace(model, example_input)
     edits, summary, tensors = [], {}, _tensors(model)
     for g in graph.prunable:
-        if not (g.exact or inexact): continue
-        idx = _dead_units(tensors, g)
+        kinds = ('source', 'sink') if g.exact or inexact else ('sink',) if g.exact_unused else ()
+        idx = _dead_units(tensors, g, kinds)
         if not idx: continue
         edits += [(r, idx, 0) for r in g._recs]
         summary.update({p: len(idx) for p in g.producers})

@@ -6,12 +6,17 @@
 __all__ = ['Group', 'ChannelGraph', 'trace', 'group_of']
 
 # %% ../../nbs/10_graph.ipynb #c005
-import math, operator, sys, inspect
+import math, operator, sys, inspect, re
 from collections import namedtuple, defaultdict
 from contextlib import contextmanager
 import torch, torch.nn as nn, torch.nn.functional as F
 from torch.fx import Tracer, GraphModule, Node
 from torch.fx.passes.shape_prop import ShapeProp
+from ..models import _eval_mode, _as_tuple, _check_runs
+from torch.nn.utils import parametrize
+from torch.nn.utils.prune import BasePruningMethod
+from torch.nn.utils.weight_norm import WeightNorm
+from torch.nn.utils.spectral_norm import SpectralNorm
 
 # %% ../../nbs/10_graph.ipynb #c007
 _CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
@@ -42,16 +47,6 @@ class _Tracer(Tracer):
             if not hasattr(e, '_fp_module') and not self.is_leaf_module(m, name): e._fp_module = name
             raise
 
-@contextmanager
-def _eval_mode(*models):
-    "Put `models` in eval mode; restore every submodule's own `training` flag on exit."
-    flags = [(m, m.training) for model in models for m in model.modules()]
-    try:
-        for model in models: model.eval()
-        yield
-    finally:
-        for m, training in flags: m.training = training
-
 def _fx_trace(model, n_inputs=1, max_retries=64):
     """Symbolically trace `model` (in eval mode), turning submodules fx cannot trace into leaves. Arguments of `forward`
     after the first `n_inputs` keep their defaults (e.g. `mask=None`)."""
@@ -78,11 +73,12 @@ def _dedup(xs): return list(dict.fromkeys(xs))
 
 class Group:
     "A set of channels that must be removed or added together"
-    def __init__(self, gid, size, producers, reason, recs, inexact):
+    def __init__(self, gid, size, producers, reason, recs, inexact, unzeroed=''):
         self.gid,self.size,self.producers,self.reason,self._recs = gid,size,producers,reason,recs
         self.prunable = not reason
-        self.exact = not inexact  # removing all-zero channels leaves the function unchanged
-        self.inexact_reason = inexact
+        self.exact = not (inexact or unzeroed)  # removing all-zero channels leaves the function unchanged
+        self.exact_unused = not inexact  # so does removing channels no layer reads (all sink weights zero)
+        self.inexact_reason = '; '.join(r for r in (inexact, unzeroed) if r)
     def slices(self, kind=None):
         "The `_Rec(name, dim, offset, inner, size, kind, init)` of tensors this group slices (optionally one `kind`)"
         return [r for r in self._recs if '#' not in r.name and (kind is None or r.kind == kind)]
@@ -111,6 +107,7 @@ _FIRST_ARG_ONLY = {'type_as', 'to', 'type', 'masked_fill', 'zeros_like', 'ones_l
                    'randn_like', 'requires_grad_', 'float', 'half', 'double', 'detach', 'contiguous', 'clone',
                    'stochastic_depth', 'drop_path'}
 _SOURCE_OPS = {'add', 'add_', 'iadd', 'sub', 'sub_', 'isub', 'rsub', 'mul', 'mul_', 'imul'}
+_DIVISIONS = {'truediv', 'div', 'div_', 'itruediv', 'floordiv'}
 _RESHAPES = {'view', 'reshape', 'flatten', 'unflatten', 'squeeze', 'unsqueeze', 'view_as', 'reshape_as', 'Flatten', 'Unflatten',
              'squeeze_', 'unsqueeze_'}
 _POOLS = {'max_pool1d', 'max_pool2d', 'max_pool3d', 'avg_pool1d', 'avg_pool2d', 'avg_pool3d', 'adaptive_avg_pool1d',
@@ -156,13 +153,121 @@ def _arg(n, i, name, default=None):
     if len(n.args) > i: return n.args[i]
     return n.kwargs.get(name, default)
 
+def _grown_fill(t):
+    "How new entries of a tensor riding along with a weight start: True for a bool mask (not pruned), else 0."
+    return 'one' if t.dtype == torch.bool else 'zero'
+
+def _is_number(v): return isinstance(v, (int, float)) and not isinstance(v, bool)
+
 def _nodes_in(a):
     out = []
     torch.fx.node.map_arg(a, out.append)
     return out
 
+# %% ../../nbs/10_graph.ipynb #w02
+_WEIGHT_HOOKS = ((WeightNorm, 'weight_norm', 'torch.nn.utils.remove_weight_norm(module)'),
+                 (SpectralNorm, 'spectral_norm', 'torch.nn.utils.remove_spectral_norm(module)'),
+                 (BasePruningMethod, 'torch.nn.utils.prune', "torch.nn.utils.prune.remove(module, 'weight')"))
+
+def _snake(name): return re.sub(r'(?<!^)(?=[A-Z])', '_', name.lstrip('_')).lower()
+
+def _computed_weight(m, name):
+    "Why the weight of layer `m` (qualified `name`) is computed from other tensors on each call, or None if it is not."
+    if parametrize.is_parametrized(m, 'weight'):
+        what = f"a parametrization ({', '.join(_snake(type(p).__name__) for p in m.parametrizations.weight)})"
+        how = "torch.nn.utils.parametrize.remove_parametrizations(module, 'weight')"
+    else:
+        hooks = [(what, how) for h in m._forward_pre_hooks.values() for cls, what, how in _WEIGHT_HOOKS if isinstance(h, cls)]
+        if not hooks: return None
+        what, how = hooks[0]
+        what = f"a forward pre-hook ({what})"
+    return f"weight of `{name}` is computed by {what}; remove it with {how} first"
+
+# %% ../../nbs/10_graph.ipynb #z02
+_ZERO_TO_NONZERO = set('''sigmoid sigmoid_ hardsigmoid hardsigmoid_ softplus logsigmoid exp exp_ log cos reciprocal rsqrt
+ones_like empty_like rand_like randn_like softmax log_softmax softmin logsumexp Sigmoid Hardsigmoid Softplus LogSigmoid
+Softmax LogSoftmax Softmin'''.split())
+_ANY_FACTOR = {'mul', 'mul_', 'imul'}
+_EVERY_TERM = {'add', 'add_', 'iadd', 'sub', 'sub_', 'isub', 'rsub', 'maximum', 'minimum'}
+_CLAMPS = {'clamp', 'clamp_', 'clamp_min', 'clamp_max', 'hardtanh', 'hardtanh_'}
+
+def _bounds(n, name):
+    "(low, high) of a clamp-like op at node `n`; None where unbounded."
+    if name.startswith('hardtanh'): return _arg(n, 1, 'min_val', -1.), _arg(n, 2, 'max_val', 1.)
+    if name == 'clamp_min': return _arg(n, 1, 'min'), None
+    if name == 'clamp_max': return None, _arg(n, 1, 'max')
+    return _arg(n, 1, 'min'), _arg(n, 2, 'max')
+
+def _maps_zero_to_nonzero(n, name, m=None):
+    "Does the op at node `n` (module `m` for a module call) turn a zero entry of its input into a nonzero one?"
+    if name in _ZERO_TO_NONZERO: return True
+    if isinstance(m, nn.Threshold): return m.threshold >= 0 and m.value != 0  # x if x > threshold else value
+    if isinstance(m, nn.Hardtanh): return not m.min_val <= 0 <= m.max_val       # ReLU6 too
+    if name in _CLAMPS:
+        lo, hi = _bounds(n, name)
+        return not ((lo is None or _is_number(lo) and lo <= 0) and (hi is None or _is_number(hi) and hi >= 0))
+    if name == 'full_like': return _arg(n, 1, 'fill_value') != 0
+    if name == 'masked_fill': return _arg(n, 2, 'value') != 0
+    if name == 'pad': return _arg(n, 2, 'mode', 'constant') == 'constant' and _arg(n, 3, 'value') not in (None, 0)
+    return False
+
+class _ZeroFlow:
+    "Per node, the groups whose zeroed channels are nonzero there: `self.nonzero[node] = {gid: cause}`."
+    def cause(self, n): return f"`{_op_name(n, self.modules)}` at node {n.name}"
+    def carried(self, n): return {self.find(g) for g in self.gids([n])}
+    def nonzero_at(self, n): return {self.find(g): c for g, c in self.nonzero.get(n, {}).items()}
+
+    def keep_zeros(self, n):
+        "The default: a group nonzero in any input of `n` is nonzero at `n`."
+        res = {}
+        for i in _nodes_in((n.args, n.kwargs)): res.update(self.nonzero.get(i, {}))
+        return res
+
+    def make_nonzero(self, n, roots):
+        self.nonzero[n] = {**self.keep_zeros(n), **{r: self.cause(n) for r in roots}}
+
+    def per_channel_zeros(self, n, name):
+        "An op acting on each entry or each channel alone: its groups become nonzero if it maps 0 to nonzero."
+        m = self.modules[n.target] if n.op == 'call_module' else None
+        self.make_nonzero(n, self.carried(n) if _maps_zero_to_nonzero(n, name, m) else ())
+
+    def is_zero(self, o, r):
+        "Is operand `o` (a node or a number) zero where the zeroed channels of group `r` are?"
+        if not isinstance(o, Node): return _is_number(o) and o == 0
+        if r in self.carried(o): return r not in self.nonzero_at(o)
+        return o in self.pref and any(x.name == self.pref[o][0] and x.kind == 'source' for x in self.recs.get(r, []))
+
+    def elementwise_zeros(self, n):
+        "Products are zero if any factor is, quotients if the numerator is (and no divisor), sums if every term is."
+        name = _op_name(n, self.modules)
+        args = [a for a in (*n.args, *n.kwargs.values()) if isinstance(a, Node) or _is_number(a)]
+        if name in _ANY_FACTOR | _DIVISIONS | _EVERY_TERM | {'pow', 'pow_', 'where'} and len(args) > 1:
+            res = {}
+            for r in self.carried(n):
+                zero = [self.is_zero(a, r) for a in args]
+                if name in _ANY_FACTOR: stays = any(zero)
+                elif name in _DIVISIONS: stays = zero[0] and not any(zero[1:])
+                elif name == 'where': stays = all(zero[1:])
+                elif name in _EVERY_TERM: stays = all(zero)
+                else: stays = zero[0] and _is_number(args[1]) and args[1] > 0  # pow: 0**e is 0 only for e > 0
+                if not stays: res[r] = next((self.nonzero_at(a)[r] for a in args if r in self.nonzero_at(a)), self.cause(n))
+            self.nonzero[n] = res
+        else: self.per_channel_zeros(n, name)
+
+    def norm_zeros(self, n, m, chans):
+        "A norm's own weight is a source, zeroed with the unit: its output is zero again. Without it, running statistics shift 0."
+        if getattr(m, 'weight', None) is not None and not isinstance(m, nn.PReLU):
+            self.nonzero[n] = {g: c for g, c in self.keep_zeros(n).items() if self.find(g) not in chans}
+        else: self.make_nonzero(n, chans if getattr(m, 'running_mean', None) is not None else ())
+
+    def weights_read(self, n, x, segs):
+        "Layer `n` reads channels `segs` of `x` with its weights: a zeroed channel still nonzero there makes removal inexact."
+        nz = self.nonzero_at(x)
+        for r in {self.find(s.gid) for s in segs} & nz.keys():
+            self.unzeroed[r].append(f"{nz[r]} makes zeroed channels nonzero before `{n.target}` reads them")
+
 # %% ../../nbs/10_graph.ipynb #c012
-class _Propagator:
+class _Propagator(_ZeroFlow):
     def __init__(self, gm, model):
         self.gm, self.model = gm, model
         self.modules = dict(gm.named_modules())
@@ -171,6 +276,8 @@ class _Propagator:
         self.parent, self.gsize, self.producers, self.reasons, self.inexact = {}, {}, defaultdict(list), defaultdict(list), defaultdict(list)
         self.recs = defaultdict(list)
         self.ann, self.pref, self.porder, self.sdeps = {}, {}, [], {}
+        self.nonzero, self.unzeroed = {}, defaultdict(list)  # see `_ZeroFlow`
+        self.fixed_reads = defaultdict(list)  # (weight name, dim) -> [(start, stop, node)] read with no group there
 
     # union-find
     def new_group(self, size, producer=None):
@@ -184,7 +291,7 @@ class _Propagator:
         a, b = self.find(a), self.find(b)
         if a == b: return
         self.parent[b] = a
-        for d in (self.producers, self.reasons, self.inexact, self.recs): d[a] += d.pop(b, [])
+        for d in (self.producers, self.reasons, self.inexact, self.unzeroed, self.recs): d[a] += d.pop(b, [])
         if self.gsize[a] != self.gsize[b]: self.reasons[a].append(f"channel count mismatch ({self.gsize[a]} vs {self.gsize[b]})")
     def bad(self, gids, reason):
         for g in gids: self.reasons[self.find(g)].append(reason)
@@ -208,7 +315,9 @@ class _Propagator:
             elif n.op == 'output': self.bad(self.gids(_nodes_in(n.args)), "final output of the model")
             elif n.op == 'call_module': self.call_module(n)
             else: self.call_fn(n)
+            if n not in self.nonzero: self.nonzero[n] = self.keep_zeros(n)
         self.check_shared()
+        self.check_fixed_reads()
         return self
 
     def get_attr(self, n):
@@ -221,10 +330,52 @@ class _Propagator:
         for k, v in list(m.named_parameters(recurse=True)) + list(m.named_buffers(recurse=True)):
             yield k, v, self.names.get(id(v), f'{prefix}.{k}')
 
+    def slice_outputs(self, seg, m, prefix):
+        "Slice the rows of `m`'s tensors with its output channels `seg`: weight, bias, tensors shaped like the weight (a mask)."
+        for k, v, name in self.param_names(m, prefix):
+            if not v.ndim: continue
+            if k in ('weight', 'bias'): self.rec(seg, name, 0, 'source', 'kaiming' if k == 'weight' else 'zero')
+            elif v.shape == m.weight.shape: self.rec(seg, name, 0, 'state', _grown_fill(v))
+            elif v.shape[0] == m.weight.shape[0]: self.rec(seg, name, 0, 'source', 'zero')  # e.g. a per-channel gain
+            else: self.bad([seg.gid], f"unknown parameter `{name}` of {type(m).__name__}")
+
+    def weight_like(self, m, prefix):
+        "The weight of `m` (a sink) and every other tensor of `m` shaped like it, e.g. its mask (sliced alike, as state)."
+        for k, v, name in self.param_names(m, prefix):
+            if k == 'weight': yield name, 'sink', 'zero'
+            elif v.shape == m.weight.shape: yield name, 'state', _grown_fill(v)
+
+    def read_channels(self, n, m, x, segs, width):
+        """Layer `m` at node `n` reads channels `segs` of `x` through dim 1 of its weight (`width` wide): slice it, check
+        the zeroed channels are zero there, and note the positions it reads at a fixed width (no group)."""
+        for s in segs:
+            for name, kind, init in self.weight_like(m, n.target): self.rec(s, name, 1, kind, init)
+        self.weights_read(n, x, segs)
+        start = 0
+        for lo, hi in sorted((s.offset, s.offset + s.size*s.inner) for s in segs) + [(width, width)]:
+            if lo > start: self.fixed_reads[(self.names[id(m.weight)], 1)].append((start, lo, n.name))
+            start = max(start, hi)
+
+    def computed_weight(self, n, m):
+        "Why the weight of module `m` cannot be sliced (it is not a registered parameter), or None."
+        w = getattr(m, 'weight', None)
+        if not isinstance(w, torch.Tensor) or id(w) in self.names: return None
+        return _computed_weight(m, n.target) or f"weight of `{n.target}` is not a registered parameter or buffer"
+
+    def fixed_layer(self, n, x, why, size, dim=1):
+        "A layer whose channels cannot be followed: the groups it reads are not prunable, nor is the one it starts."
+        self.bad(self.gids([x]), why)
+        g = self.new_group(size, n.target); self.bad([g], why)
+        self.ann[n] = {dim: [_Seg(g, 0, 1, size)]}
+
     # ---- modules
     def call_module(self, n):
         m, x = self.modules[n.target], n.args[0] if n.args else None
         self.bad(self.args_deps(n), f"`{n.target}` at node {n.name} uses the number of channels")
+        why = self.computed_weight(n, m)
+        if why and isinstance(m, _CONVS): return self.fixed_layer(n, x, why, m.out_channels)
+        if why and isinstance(m, nn.Linear): return self.fixed_layer(n, x, why, m.out_features, len(_shape(n)) - 1)
+        if why: return self.opaque(n, why)
         if isinstance(m, _CONVS): return self.conv(n, m, x)
         if isinstance(m, nn.Linear): return self.linear(n, m, x)
         if isinstance(m, _CHANNEL_NORMS): return self.norm(n, m, x, 1)
@@ -237,15 +388,11 @@ class _Propagator:
         if isinstance(m, (nn.Softmax, nn.LogSoftmax, nn.Softmin)): return self.along_dim(n, x, m.dim)
         self.opaque(n)
 
-    def new_output_group(self, n, m, size, dim0_name, extra_ok=True):
+    def new_output_group(self, n, m, size, dim0_name):
         "Start a group at the output of producer `m`: weight/bias rows and any other per-output parameter."
         g = self.new_group(size, n.target)
         seg = _Seg(g, 0, 1, size)
-        for k, v, name in self.param_names(m, n.target):
-            if k == 'weight': self.rec(seg, name, 0, 'source', 'kaiming')
-            elif k == 'bias': self.rec(seg, name, 0, 'source', 'zero')
-            elif v.ndim and v.shape[0] == size and extra_ok: self.rec(seg, name, 0, 'source', 'zero')
-            elif v.ndim: self.bad([g], f"unknown parameter `{name}` of {type(m).__name__}")
+        self.slice_outputs(seg, m, n.target)
         self.rec(seg, f'{n.target}#{dim0_name}', 0, 'attr', None)
         return g
 
@@ -256,19 +403,17 @@ class _Propagator:
         if type(m).forward not in (nn.Conv1d.forward, nn.Conv2d.forward, nn.Conv3d.forward) and type(m).__name__ not in _PLAIN_CONVS:
             for s in segs:  # e.g. weight standardisation: statistics over the input channels
                 self.inexact[self.find(s.gid)].append(f"{type(m).__name__} {n.target} transforms its weight over the input channels")
+        self.nonzero[n] = {}  # a new group, or (depthwise, grouped) channels whose zeroed weights make them zero again
         if m.groups == 1:
-            for s in segs:
-                self.rec(s, f'{self.names[id(m.weight)]}', 1, 'sink', 'zero')
-                self.rec(s, f'{n.target}#in_channels', 0, 'attr', None)
+            self.read_channels(n, m, x, segs, m.in_channels)
+            for s in segs: self.rec(s, f'{n.target}#in_channels', 0, 'attr', None)
             g = self.new_output_group(n, m, m.out_channels, 'out_channels')
             self.ann[n] = {1: [_Seg(g, 0, 1, m.out_channels)]}
         elif m.groups == m.in_channels and segs:  # depthwise (channel multiplier k = out/in)
             k = m.out_channels // m.in_channels
             out = [_Seg(s.gid, s.offset*k, s.inner*k, s.size) for s in segs]
             for s in out:
-                for kk, v, name in self.param_names(m, n.target):
-                    if v.ndim and v.shape[0] == m.out_channels: self.rec(s, name, 0, 'source', 'kaiming' if kk == 'weight' else 'zero')
-                    elif v.ndim: self.bad([s.gid], f"unknown parameter `{name}` of {type(m).__name__}")
+                self.slice_outputs(s, m, n.target)
                 self.rec(s, f'{n.target}#out_channels', 0, 'attr', None)
             for s in segs:
                 for at in ('in_channels', 'groups'): self.rec(s, f'{n.target}#{at}', 0, 'attr', None)
@@ -278,9 +423,7 @@ class _Propagator:
         else:
             why = (f"grouped convolution {n.target} (groups={m.groups})" if m.groups != m.in_channels else
                    f"depthwise convolution {n.target} reads a fixed-width input")
-            self.bad(self.gids([x]), why)
-            g = self.new_group(m.out_channels, n.target); self.bad([g], why)
-            self.ann[n] = {1: [_Seg(g, 0, 1, m.out_channels)]}
+            self.fixed_layer(n, x, why, m.out_channels)
 
     def grouped_layout(self, segs, g, C):
         "Can channels `segs` feed a conv with `g` groups? Then they are refined to one unit per in-group index."
@@ -324,19 +467,18 @@ class _Propagator:
         segs = self.A(n.args[0])[1]  # refined
         col = _Seg(segs[0].gid, 0, 1, m.in_channels // m.groups)
         for s in segs:
-            for k, v, name in self.param_names(m, n.target):
-                if v.ndim and v.shape[0] == m.out_channels: self.rec(s, name, 0, 'source', 'kaiming' if k == 'weight' else 'zero')
-                elif v.ndim: self.bad([s.gid], f"unknown parameter `{name}` of {type(m).__name__}")
+            self.slice_outputs(s, m, n.target)
             for at in ('in_channels', 'out_channels'): self.rec(s, f'{n.target}#{at}', 0, 'attr', None)
-        self.rec(col, self.names[id(m.weight)], 1, 'sink', 'zero')
+        self.read_channels(n, m, n.args[0], [col], m.in_channels // m.groups)
         self.ann[n] = {1: list(segs)}
 
     def linear(self, n, m, x):
         a, shp = dict(self.A(x)), _shape(n)
         last = len(shp) - 1
-        for s in a.pop(last, []):
-            self.rec(s, self.names[id(m.weight)], 1, 'sink', 'zero')
-            self.rec(s, f'{n.target}#in_features', 0, 'attr', None)
+        segs = a.pop(last, [])
+        self.read_channels(n, m, x, segs, m.in_features)
+        for s in segs: self.rec(s, f'{n.target}#in_features', 0, 'attr', None)
+        self.make_nonzero(n, [s.gid for segs in a.values() for s in segs] if m.bias is not None else ())  # 0 -> bias
         g = self.new_output_group(n, m, m.out_features, 'out_features')
         a[last] = [_Seg(g, 0, 1, m.out_features)]
         self.ann[n] = a
@@ -361,6 +503,7 @@ class _Propagator:
             if isinstance(m, (nn.LayerNorm, nn.GroupNorm)) and not (isinstance(m, nn.GroupNorm) and m.num_groups == C):
                 self.inexact[self.find(s.gid)].append(f"{type(m).__name__} {n.target} normalises over these channels")
         self.ann[n] = dict(a)
+        self.norm_zeros(n, m, {self.find(s.gid) for s in a.get(cd, [])})
 
     def layernorm(self, n, m, x):
         shp, ns, a = _shape(x), tuple(m.normalized_shape), self.A(x)
@@ -443,11 +586,12 @@ class _Propagator:
                     if segs: self.bad([s.gid for s in segs], f"broadcast against a wider tensor at node {n.name}")
                     continue
                 if segs: segs_list.append(segs)
-                elif o in self.pref: prefs.append((o, od))
+                elif o in self.pref: prefs.append((o, od, 'one' if name in _DIVISIONS and o is not n.args[0] else 'zero'))
                 else: fixed.append(o)
             merged = self.merge(n, segs_list, prefs, fixed, 'source' if name in _SOURCE_OPS else 'state')
             if merged: res[d] = merged
         self.ann[n] = res
+        self.elementwise_zeros(n)
         if len(operands) == 1 and operands[0] in self.pref and name in _FIRST_ARG_ONLY:
             self.pref[n] = self.pref[operands[0]]
 
@@ -509,24 +653,24 @@ class _Propagator:
                 if segs: segs_list.append(segs)
                 elif o in self.pref: prefs.append(o)
                 else: fixed.append(o)
-            merged = self.merge(n, segs_list, [(o, e) for o in prefs], fixed, 'source')
+            merged = self.merge(n, segs_list, [(o, e, 'zero') for o in prefs], fixed, 'source')
             if merged: res[e] = merged
 
     def merge(self, n, segs_list, prefs, fixed, kind):
-        "Channels meeting on one dim: same layout required (groups merged); params `(node, dim)` in `prefs` are sliced."
+        "Channels meeting on one dim: same layout required (groups merged); params `(node, dim, init)` in `prefs` are sliced."
         if not segs_list: return None
         segs_list = self.harmonize(segs_list)
         first, gids = segs_list[0], [s.gid for segs in segs_list for s in segs]
         lay = lambda segs: [(s.offset, s.inner, s.size) for s in segs]
         if any(lay(s) != lay(first) for s in segs_list[1:]):
             return self.bad(gids, f"`{_op_name(n, self.modules)}` at node {n.name} combines different channel layouts")
-        fixed = fixed + [o for o, od in prefs if od not in self.pref[o][1]]
+        fixed = fixed + [o for o, od, _ in prefs if od not in self.pref[o][1]]
         if fixed: return self.bad(gids, f"`{_op_name(n, self.modules)}` at node {n.name} combines channels with a fixed-width tensor")
         for segs in segs_list[1:]:
             for s, t in zip(first, segs): self.union(s.gid, t.gid)
-        for o, od in prefs:
+        for o, od, init in prefs:
             pname, dims = self.pref[o]
-            for s in first: self.rec(s, pname, dims[od], kind, 'zero')
+            for s in first: self.rec(s, pname, dims[od], kind, init)
         return first
 
     def pool(self, n, x):
@@ -540,6 +684,7 @@ class _Propagator:
         padded = {nd - 1 - i // 2 for i, p in enumerate(pads) if not (isinstance(p, int) and p == 0)}
         self.bad([s.gid for d, segs in a.items() if d in padded for s in segs], f"`pad` at node {n.name} pads a dim holding channels")
         self.ann[n] = {d: segs for d, segs in a.items() if d not in padded}
+        self.per_channel_zeros(n, 'pad')
 
     def reduce(self, n, x):
         ins, a = _shape(x), self.A(x)
@@ -552,12 +697,14 @@ class _Propagator:
         keep = _arg(n, 2, 'keepdim', False)
         if any(d in dims for d in a): return self.opaque(n, f"`{_op_name(n, self.modules)}` at node {n.name} reduces over channels")
         self.ann[n] = {(d if keep else d - sum(i < d for i in dims)): segs for d, segs in a.items()}
+        self.per_channel_zeros(n, _op_name(n, self.modules))
 
     def along_dim(self, n, x, dim):
         a, nd = self.A(x), len(_shape(x))
         if dim is None or (isinstance(dim, int) and dim % nd in a) or not isinstance(dim, int):
             if a: return self.opaque(n, f"`{_op_name(n, self.modules)}` at node {n.name} mixes channels")
         self.ann[n] = dict(a)
+        self.per_channel_zeros(n, _op_name(n, self.modules))
 
     def split(self, n, x, name):
         a, nd = self.A(x), len(_shape(x))
@@ -605,6 +752,14 @@ class _Propagator:
             i_in += 1; i_out += 1
         self.ann[n] = res
 
+    def check_fixed_reads(self):
+        "Positions of a weight some call reads at a fixed width (e.g. the raw input, or a tied layer's) cannot be removed."
+        for g, recs in list(self.recs.items()):
+            for r in recs:
+                for lo, hi, node in self.fixed_reads.get((r.name, r.dim), []):
+                    if r.offset < hi and lo < r.offset + r.size*r.inner:
+                        self.bad([g], f"`{r.name}` is also read at a fixed width at node {node}")
+
     def check_shared(self):
         "A tensor sliced by two groups at the same positions (shared weights, a module called twice) merges them."
         by_pos = defaultdict(list)
@@ -628,7 +783,7 @@ class _Propagator:
             reason = '; '.join(_dedup(self.reasons.get(r, [])))
             if not self.producers.get(r): reason = reason or "no producer layer"
             res.append(Group(len(res), self.gsize[r], sorted(_dedup(self.producers.get(r, [])), key=order.get), reason, recs,
-                             '; '.join(_dedup(self.inexact.get(r, [])))))
+                             '; '.join(_dedup(self.inexact.get(r, []))), '; '.join(_dedup(self.unzeroed.get(r, [])))))
         return res
 
 # %% ../../nbs/10_graph.ipynb #c014
@@ -648,19 +803,6 @@ class ChannelGraph:
             lines.append(f"  {g.gid:3d} {g.size:5d}  {prods:40s} {st}")
         return '\n'.join(lines)
 
-def _as_tuple(x): return tuple(x) if isinstance(x, (tuple, list)) else (x,)
-
-def _check_runs(model, example_input):
-    "An input the model cannot run is the caller's mistake (ValueError/TypeError), not an untraceable model"
-    xs = _as_tuple(example_input)
-    if not xs or not all(isinstance(x, torch.Tensor) for x in xs):
-        raise TypeError(f"example_input must be a tensor or a tuple of tensors, got {type(example_input).__name__}")
-    with torch.no_grad(), _eval_mode(model):
-        try: model(*xs)
-        except Exception as e:
-            raise ValueError(f"example_input of shape {[tuple(x.shape) for x in xs]} does not run through "
-                             f"{type(model).__name__}: {type(e).__name__}: {e}") from e
-
 def trace(model:nn.Module, # the model to analyse (not modified)
           example_input, # a tensor, or a tuple of tensors, accepted by `model`
          ) -> ChannelGraph:
@@ -676,9 +818,13 @@ def trace(model:nn.Module, # the model to analyse (not modified)
 def _module_name(model, layer):
     "Qualified name of `layer` (a module or a name) inside `model`."
     if isinstance(layer, str): return layer
+    if not isinstance(layer, nn.Module):
+        raise TypeError(f"a layer is a submodule of the model or its qualified name (str), got {type(layer).__name__} {layer!r}")
     for k, m in model.named_modules():
         if m is layer: return k
-    raise ValueError(f"{type(layer).__name__} is not a submodule of the model")
+    layers = [k for k, m in model.named_modules() if isinstance(m, _CONVS + (nn.Linear,))]
+    raise ValueError(f"{type(layer).__name__} is not a submodule of the model; pass one of its own layers or a qualified "
+                     f"name (as in `model.named_modules()`), e.g. {layers}")
 
 def group_of(graph:ChannelGraph, # from `trace`
              layer, # qualified name of a conv/linear layer
