@@ -118,8 +118,6 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                                                                             'fastprune/callbacks/lottery.py'),
                                              'fastprune.callbacks.lottery._LotteryState.__init__': ( 'lottery_callback.html#_lotterystate.__init__',
                                                                                                      'fastprune/callbacks/lottery.py'),
-                                             'fastprune.callbacks.lottery._check_count': ( 'lottery_callback.html#_check_count',
-                                                                                           'fastprune/callbacks/lottery.py'),
                                              'fastprune.callbacks.lottery._check_prune_fraction': ( 'lottery_callback.html#_check_prune_fraction',
                                                                                                     'fastprune/callbacks/lottery.py'),
                                              'fastprune.callbacks.lottery._check_same_model': ( 'lottery_callback.html#_check_same_model',

@@ -53,7 +53,6 @@ class ClusterPruneCallback(SparsifyCallback):
                  compact:bool=True, # after the last epoch, physically remove the pruned filters
                  resolution:float=0.05, # re-cluster a layer when its schedule fraction grew by this much
                  seed:int=0): # seeds rendering and K-Means (an int >= 0)
-        if not isinstance(compact, bool): raise TypeError(f"compact={compact!r} is not valid; valid: True or False")
         super().__init__(_check_sparsity(sparsity), 'filter', 'local', criteria, schedule, nn.Conv2d, None, compact, resolution)
         self.layers, self.seed = _check_layers(layers), _check_int(seed, 'seed', minimum=0)
         for what, kw in dict(render_kw=render_kw, encode_kw=encode_kw).items(): _check_kw_values(kw, what)

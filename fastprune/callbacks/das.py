@@ -6,7 +6,6 @@
 __all__ = ['DASGrowPruneCallback']
 
 # %% ../../nbs/33_das_callback.ipynb #c004
-import math
 import torch
 from torch import nn
 from fastcore.basics import store_attr
@@ -16,6 +15,7 @@ from ..data import _example_input
 from ..surgery.graph import trace, group_of, Group, _module_name
 from ..surgery.edit import grow_units, prune_units
 from ..sparsifier import _rank0, _object_from_rank0
+from ..models import _check_int, _check_finite
 from .sparsify import _FitHooks
 
 # %% ../../nbs/33_das_callback.ipynb #c006
@@ -83,20 +83,15 @@ class DASGrowPruneCallback(_FitHooks):
                  static_after:int|None=None, # from this epoch on: no growth, no pruning, no penalty
                  regularizer:str|None='weighted_l1'): # 'weighted_l1', 'l1', 'group_l21' or None
         def bad(name, val, valid): raise ValueError(f"{name}={val!r} is not valid; valid: {valid}")
-        number = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-        if not (number(tau) and tau > 0): bad('tau', tau, 'a finite number > 0')
-        if not (number(alpha) and alpha >= 0): bad('alpha', alpha, 'a finite number >= 0')
-        if not (number(growth_pct) and growth_pct >= 0): bad('growth_pct', growth_pct, 'a finite number >= 0')
-        if not (isinstance(min_growth, int) and not isinstance(min_growth, bool) and min_growth >= 0): bad('min_growth', min_growth, 'an int >= 0')
-        if static_after is not None and not (isinstance(static_after, int) and static_after >= 0):
-            bad('static_after', static_after, 'None or an int >= 0')
+        _check_finite(tau, 'tau', positive=True); _check_finite(alpha, 'alpha'); _check_finite(growth_pct, 'growth_pct')
+        _check_int(min_growth, 'min_growth', minimum=0); _check_int(static_after, 'static_after', minimum=0, allow_none=True)
         if regularizer not in _REGULARIZERS: bad('regularizer', regularizer, list(_REGULARIZERS))
         if weight_fn is not None and not callable(weight_fn): bad('weight_fn', weight_fn, 'None or a callable f(j)')
         if layers is not None and (isinstance(layers, (str, nn.Module)) or not len(layers)):
             bad('layers', layers, 'None or a non-empty list of layer names/modules')
         store_attr('alpha,tau,growth_pct,min_growth,layers,static_after,regularizer')
         self.weight_fn = weight_fn or _index
-        self.history, self.skipped, self.penalty, self.initial, self._grown = [], {}, None, None, None
+        self.history, self.skipped, self.penalty, self.initial, self._grown, self._resizer = [], {}, None, None, None, None
 
     # -- helpers -----------------------------------------------------------------------------------------------
     def _surgery(self, edit, arg, **kw):
@@ -153,7 +148,7 @@ class DASGrowPruneCallback(_FitHooks):
         if add: self._surgery(grow_units, add, init_scale=self.tau)
 
     def _stop_resizing(self):
-        if getattr(self, '_resizer', None) is not None: self._resizer.remove()
+        if self._resizer is not None: self._resizer.remove()
         self._resizer = None
 
     def _fit_end(self, trained): self._stop_resizing()

@@ -21,6 +21,7 @@ from ..cluster import cluster_layer, _cluster_settings
 from .sparsify import SparsifyCallback, _MaskedTraining
 from ..surgery.edit import compact as _compact_model
 from ..report import _lower_is_better
+from ..models import _check_int
 
 # %% ../../nbs/31_lottery_callback.ipynb #c006
 _KEY = 'lottery.'
@@ -97,10 +98,6 @@ def _check_prune_fraction(p):
         raise ValueError(f"prune_fraction={p!r} is not valid; valid: a float in (0, 1)")
     return float(p)
 
-def _check_count(v, what, allow_none=False):
-    if (v is None and allow_none) or (isinstance(v, int) and not isinstance(v, bool) and v >= 0): return v
-    raise ValueError(f"{what}={v!r} is not valid; valid: an int >= 0" + (" or None" if allow_none else ""))
-
 class LotteryRewindCallback(_MaskedTraining):
     "Iterative magnitude pruning with rewinding: each fit after the first prunes, rewinds and trains the next ticket."
     order, run_valid = SparsifyCallback.order, False
@@ -115,8 +112,8 @@ class LotteryRewindCallback(_MaskedTraining):
                  reinit=False, # random-ticket control: random surviving weights instead of the rewound ones
                  round_to=1): # structured granularities: kept units per layer (or group) a multiple of this
         self.prune_fraction = _check_prune_fraction(prune_fraction)
-        _check_count(rewind_iter, 'rewind_iter', allow_none=True)
-        _check_count(rewind_epoch, 'rewind_epoch')
+        _check_int(rewind_iter, 'rewind_iter', minimum=0, allow_none=True)
+        _check_int(rewind_epoch, 'rewind_epoch', minimum=0)
         if rewind_iter is not None and rewind_epoch:
             raise ValueError(f"rewind_iter={rewind_iter!r} and rewind_epoch={rewind_epoch!r}: give one; "
                              f"valid: rewind_iter=None with rewind_epoch, or rewind_epoch=0 with rewind_iter")
