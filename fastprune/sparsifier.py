@@ -89,13 +89,15 @@ def _masked_attrs(module):
     return [a for a in module._parameters if f'{a}_mask' in module._buffers]
 
 def _fill_missing(module, state_dict, prefix, *args):
-    "Load pre-hook: a checkpoint without masks is dense, its weights are the starting weights, nothing is accumulated."
+    """Load pre-hook: a checkpoint without masks is dense, its weights are the starting weights, nothing is accumulated;
+    a checkpoint's `_init`/`_grad_acc` that the layer does not carry (the criterion now attached does not need them) go."""
     for attr in _masked_attrs(module):
         if prefix + attr + '_mask' not in state_dict:
             state_dict[prefix + attr + '_mask'] = torch.ones_like(getattr(module, attr + '_mask'))
         for kind, (_, fresh) in _EXTRAS.items():
-            if hasattr(module, f'{attr}_{kind}') and f'{prefix}{attr}_{kind}' not in state_dict:
-                state_dict[f'{prefix}{attr}_{kind}'] = fresh(state_dict.get(prefix + attr, getattr(module, attr)))
+            key = f'{prefix}{attr}_{kind}'
+            if f'{attr}_{kind}' not in module._buffers: state_dict.pop(key, None)
+            elif key not in state_dict: state_dict[key] = fresh(state_dict.get(prefix + attr, getattr(module, attr)))
 
 _LOAD_HOOKS = weakref.WeakKeyDictionary()  # module → handle of its one `_fill_missing` pre-hook
 
@@ -199,22 +201,27 @@ class Sparsifier:
                  layer_type=(nn.Conv2d, nn.Linear), # layer class(es) to prune
                  exclude=None, # layer (or parent module) names kept dense; None: first and last for structured
                  example_input=None, # an input batch: `filter`/`row` blocks follow the surgery engine's groups
-                 round_to:int=1): # structured granularities: kept units per layer (or group) a multiple of this
+                 round_to:int=1, # structured granularities: kept units per layer (or group) a multiple of this
+                 attach:bool=True): # False: only choose the blocks (`layers`, `notes`...); call `attach()` before use
         if context not in _CONTEXTS: raise ValueError(f"Unknown context {context!r}; valid: {list(_CONTEXTS)}")
         self.criterion = _get_criterion(criteria)
         self.round_to = _check_round_to(round_to, granularity)
         self.model, self.granularity, self.context = model, granularity, context
-        cands, self.dims, units, excluded = _select_layers(model, layer_type, granularity, exclude)
+        cands, self.dims, self._unit_dims, excluded = _select_layers(model, layer_type, granularity, exclude)
         self.candidates = list(cands)
         self.layers = [n for n in cands if n not in excluded]
-        self.notes = {n: 'excluded' for n in excluded}
-        unit_dims = {units[n] for n in self.layers}
-        if example_input is not None and unit_dims in ({0}, {1}):
-            self.blocks = self._group_blocks(example_input, _GROUP_KINDS[unit_dims.pop()])
-        else: self.blocks = [_LayerBlocks(n, cands[n], self.dims[n], units[n]) for n in self.layers]
+        self._example_input, self._cache, self._attached, self._shapes = example_input, {}, [], {}
+        self._build_blocks()
         if not self.blocks: raise ValueError(f"No prunable layer among {self.candidates}: {self.notes}")
-        self._cache = {}
-        self.attach()
+        if attach: self.attach()
+
+    def _build_blocks(self):
+        "Block sets of the selected layers at the model's current widths: coupling groups (structured, with `example_input`) or each layer's own."
+        self.notes = {n: 'excluded' for n in self.candidates if n not in self.layers}
+        unit_dims = {self._unit_dims[n] for n in self.layers}
+        if self._example_input is not None and unit_dims in ({0}, {1}):
+            self.blocks = self._group_blocks(self._example_input, _GROUP_KINDS[unit_dims.pop()])
+        else: self.blocks = [_LayerBlocks(n, self.model.get_submodule(n), self.dims[n], self._unit_dims[n]) for n in self.layers]
 
     def _group_blocks(self, example_input, kind):
         "One `_GroupUnits` per prunable coupling group of the selected layers (in their order); reasons for the others in `notes`."
@@ -242,30 +249,62 @@ class Sparsifier:
                 f"{len(self.blocks)} block sets, sparsity {self.achieved_sparsity:.1%})")
 
 # %% ../nbs/23_sparsifier.ipynb #c014
+def _new_buffer(kind, p, given, existing):
+    "The `<param>_<kind>` buffer for parameter `p`: a copy of `given`, else the `existing` buffer, else a fresh one."
+    if given is not None: return given.detach().to(p.device, torch.bool if kind == 'mask' else p.dtype, copy=True)
+    if existing is not None: return existing
+    return torch.ones_like(p, dtype=torch.bool) if kind == 'mask' else _EXTRAS[kind][1](p)
+
 @patch
 def attach(self:Sparsifier, masks=None, # {param name: bool mask}; default: keep existing buffers or all-True
            init=None, # {weight name: starting weight}; default: keep existing or the current weights
            grad_acc=None): # {weight name: accumulated gradient term}; default: keep existing or zeros
-    "Register masks (and what the criterion needs) as buffers `<param>_mask` / `_init` / `_grad_acc` on their layers."
-    masks, given = masks or {}, dict(init=init or {}, grad_acc=grad_acc or {})
-    self._entries = [(p, *_owner(self.model, p)) for b in self.blocks for p in b.mask_params]  # (name, module, attr)
+    "Register masks and what the criterion needs, no more, as buffers `<param>_mask` / `_init` / `_grad_acc` on their layers."
+    given = dict(mask=masks or {}, init=init or {}, grad_acc=grad_acc or {})
+    kinds = ['mask'] + [k for k, (need, _) in _EXTRAS.items() if need in self.criterion.needs]
+    for k in given:
+        if given[k] and k not in kinds:
+            raise ValueError(f"{k}=... was given, but criterion {self.criterion.name!r} keeps no `_{k}` buffers; "
+                             f"valid: {k}=None, or a criterion that needs {_EXTRAS[k][0]!r}")
+    if self._widths_changed(): self._build_blocks()              # surgery resized the layers: trace their groups again
+    entries = [(p, *_owner(self.model, p)) for b in self.blocks for p in b.mask_params]  # (name, module, attr)
     scored = set(self._scored)  # the scored weights are masked parameters too
-    self._scored_entries = [e for e in self._entries if e[0] in scored]  # used every batch
-    for pname, mod, attr in self._entries:
+    for k, names in dict(mask=[e[0] for e in entries], init=scored, grad_acc=scored).items():
+        if set(given[k]) - set(names):
+            raise ValueError(f"{sorted(set(given[k]) - set(names))} get no `_{k}` buffer from this sparsifier; "
+                             f"valid: {sorted(names)}")
+    bufs = {}  # (module, buffer name) → tensor, all made and checked before the model is touched
+    for pname, mod, attr in entries:
         p = getattr(mod, attr)
-        if pname in masks: mod.register_buffer(attr + '_mask', masks[pname].to(p.device, torch.bool))
-        elif not hasattr(mod, attr + '_mask'): mod.register_buffer(attr + '_mask', torch.ones_like(p, dtype=torch.bool))
-        if getattr(mod, attr + '_mask').shape != p.shape:
-            raise ValueError(f"{pname}_mask has shape {tuple(getattr(mod, attr + '_mask').shape)}, "
-                             f"{pname} has {tuple(p.shape)}")
-        _hook_loading(mod)
-    for kind, (need, fresh) in _EXTRAS.items():
-        if need not in self.criterion.needs: continue
-        for pname, mod, attr in self._scored_entries:
-            if pname in given[kind]: mod.register_buffer(f'{attr}_{kind}', given[kind][pname].detach().clone())
-            elif not hasattr(mod, f'{attr}_{kind}'): mod.register_buffer(f'{attr}_{kind}', fresh(getattr(mod, attr)))
-    self._cache = {}
+        for k in kinds if pname in scored else ['mask']:
+            t = bufs[mod, f'{attr}_{k}'] = _new_buffer(k, p, given[k].get(pname), mod._buffers.get(f'{attr}_{k}'))
+            if t.shape != p.shape:
+                raise ValueError(f"{pname}_{k} has shape {tuple(t.shape)}, {pname} has {tuple(p.shape)}; valid: that shape")
+    for _, mod, attr in entries:                                   # another criterion's buffers go (not kept, not saved)
+        for k in _EXTRAS:
+            if k not in kinds: mod._buffers.pop(f'{attr}_{k}', None)
+    for (mod, name), t in bufs.items(): mod.register_buffer(name, t); _hook_loading(mod)
+    self._entries, self._cache = entries, {}
+    self._scored_entries = [e for e in entries if e[0] in scored]  # used every batch
+    with torch.no_grad():
+        for b in self.blocks: b.write(self, b.pruned(self))        # a block is pruned whole or kept whole
+    self._shapes = {(mod, attr): getattr(mod, attr).shape for _, mod, attr in entries}  # kept by `detach`
+    self._attached = [(mod, n, mod._buffers.get(n)) for _, mod, attr in entries
+                      for n in [f'{attr}_mask'] + [f'{attr}_{k}' for k in _EXTRAS]]
     return self
+
+@patch
+def _widths_changed(self:Sparsifier):
+    "True when a masked parameter's shape differs from the one it had at the last `attach` (surgery resized it)."
+    return any(getattr(mod, attr).shape != shape for (mod, attr), shape in self._shapes.items())
+
+@patch
+def _sync(self:Sparsifier):
+    """Re-`attach` when the model's buffers are not those `attach` left (surgery resized them, the model moved to another
+    device, another sparsifier attached to these layers); True if it did."""
+    if all(mod._buffers.get(n) is t for mod, n, t in self._attached): return False
+    self.attach()
+    return True
 
 @patch
 def detach(self:Sparsifier):
@@ -277,12 +316,13 @@ def detach(self:Sparsifier):
         for kind, got in extras.items():
             if f'{attr}_{kind}' in mod._buffers: got[pname] = mod._buffers.pop(f'{attr}_{kind}')
         _unhook_loading(mod)
-    self._cache, self._entries, self._scored_entries = {}, [], []
+    self._cache, self._entries, self._scored_entries, self._attached = {}, [], [], []
     return masks, extras['init'], extras['grad_acc']
 
 @patch
 def reset(self:Sparsifier):
     "Unprune everything (all-True masks) and take the current weights as the starting weights."
+    self._sync()
     with torch.no_grad():
         for m in self.masks.values(): m.fill_(True)
         if 'init' in self.criterion.needs:
@@ -331,6 +371,7 @@ def _targets(self:Sparsifier, sparsity):
 @patch
 def sparsify(self:Sparsifier, sparsity):
     "Update the masks to reach `sparsity` (a float in [0, 1), or {layer name: sparsity}); masks only grow."
+    self._sync()
     targets = self._targets(sparsity)
     with torch.no_grad():
         if self.context == 'global': self._prune_global(targets[0][1])
@@ -427,6 +468,7 @@ def _reset_grads(self:Sparsifier):
 def accumulate_grads(self:Sparsifier):
     "Add this batch's gradient term to the `<weight>_grad_acc` buffers (for criteria that need 'grad'); call after backward."
     if 'grad' not in self.criterion.needs: return
+    self._sync()
     with torch.no_grad():
         for _, mod, attr in self._scored_entries:  # every batch: modules looked up at `attach`, not by name
             w = getattr(mod, attr)
@@ -436,11 +478,13 @@ def accumulate_grads(self:Sparsifier):
 @patch
 def _live_masks(self:Sparsifier):
     "[(param, float mask)] for masks that prune something; float copies are cached until the bool mask changes."
-    out = []
+    out, synced = [], False
     for pname, mod, attr in self._entries:
         p, m = getattr(mod, attr), getattr(mod, attr + '_mask')
         c = self._cache.get(pname)
         if c is None or c[0] is not m or c[1] != m._version or c[2].dtype != p.dtype or c[2].device != p.device:
+            if not synced and self._sync(): return self._live_masks()  # a mask changed: surgery may have resized it
+            synced = True
             c = self._cache[pname] = (m, m._version, m.to(p.dtype), bool(m.all()))
         if not c[3]: out.append((p, c[2]))
     return out
@@ -485,7 +529,7 @@ def sparsity_report(self:Sparsifier):
                      sparsity=round(100 * tz / tw, 2), note=f'{self.granularity}, {self.context}, {self.criterion.name}'))
     return pd.DataFrame(rows)
 
-# %% ../nbs/23_sparsifier.ipynb #c075
+# %% ../nbs/23_sparsifier.ipynb #c093
 @patch(as_prop=True)
 def structured_layers(self:Sparsifier):
     "Names of the pruned layers whose units (output units for `filter`/`row`, input units for `channel`/`column`) can be set."
@@ -494,6 +538,7 @@ def structured_layers(self:Sparsifier):
 @patch
 def _unit_set(self:Sparsifier, layer):
     "The block set (layer or coupling group) holding `layer`'s units; ValueError naming the valid layers otherwise."
+    self._sync()
     if not isinstance(layer, str):
         raise ValueError(f"layer={layer!r} must be a layer name; valid: {self.structured_layers}")
     b = next((b for b in self.blocks if layer in b.layers), None)

@@ -11,10 +11,12 @@ def _bn(c, on): return nn.BatchNorm2d(c) if on else nn.Identity()
 
 class RandNet(nn.Module):
     """A tiny CNN: stem, then stages with optional grouped conv, depthwise-separable conv, residual add and concat branch; a
-    flatten or GAP head. `act` is ReLU, or Sigmoid, which turns zeroed channels into 0.5 (their removal is then inexact)."""
-    def __init__(self, widths, residual, concat, depthwise, grouped, bn, flatten_head, act=nn.ReLU, size=8):
+    flatten or GAP head. `act` is ReLU, or Sigmoid, which turns zeroed channels into 0.5 (their removal is then inexact).
+    `shared`: BatchNorm + PReLU + depthwise conv applied to the stage's channels and also to a fixed-width tensor made
+    from the raw input (its output gates the stage), so the stage's channels cannot be removed."""
+    def __init__(self, widths, residual, concat, depthwise, grouped, bn, flatten_head, act=nn.ReLU, size=8, shared=False):
         super().__init__()
-        self.residual, self.concat, self.depthwise, self.flatten_head = residual, concat, depthwise, flatten_head
+        self.residual, self.concat, self.depthwise, self.flatten_head, self.shared = residual, concat, depthwise, flatten_head, shared
         self.stem = nn.Sequential(nn.Conv2d(3, widths[0], 3, padding=1), _bn(widths[0], bn), act())
         ni, self.stages = widths[0], nn.ModuleList()
         for i, w in enumerate(widths[1:]):
@@ -22,6 +24,7 @@ class RandNet(nn.Module):
             s.conv = nn.Sequential(nn.Conv2d(ni, w, 3, padding=1), _bn(w, bn), act())
             if grouped and w % 2 == 0: s.conv.append(nn.Sequential(nn.Conv2d(w, w, 3, padding=1, groups=2), _bn(w, bn), nn.ReLU()))
             if depthwise: s.dw = nn.Sequential(nn.Conv2d(w, 2*w, 3, padding=1, groups=w), _bn(2*w, bn), nn.ReLU6(), nn.Conv2d(2*w, w, 1))
+            if shared: s.width, s.follow = w, nn.Sequential(nn.BatchNorm2d(w), nn.PReLU(w), nn.Conv2d(w, w, 3, padding=1, groups=w))
             if residual: s.short = nn.Identity() if ni == w else nn.Conv2d(ni, w, 1)
             if concat: s.branch = nn.Conv2d(ni, 2 + i, 1)
             self.stages.append(s)
@@ -29,10 +32,11 @@ class RandNet(nn.Module):
         self.head = nn.Linear(ni*size*size, 5) if flatten_head else nn.Sequential(nn.Linear(ni, 7), nn.ReLU(), nn.Linear(7, 5))
 
     def forward(self, x):
-        x = self.stem(x)
+        x0, x = x, self.stem(x)
         for s in self.stages:
             y = s.conv(x)
             if self.depthwise: y = s.dw(y)
+            if self.shared: y = s.follow(y) * torch.sigmoid(s.follow(x0[:, :1].expand(-1, s.width, -1, -1)).mean())
             if self.residual: y = y + s.short(x)
             if self.concat: y = torch.cat([y, F.relu(s.branch(x))], 1)
             x = y
@@ -40,7 +44,7 @@ class RandNet(nn.Module):
 
 nets = st.builds(RandNet, widths=st.lists(st.integers(2, 6), min_size=1, max_size=4), residual=st.booleans(),
                  concat=st.booleans(), depthwise=st.booleans(), grouped=st.booleans(), bn=st.booleans(), flatten_head=st.booleans(),
-                 act=st.sampled_from([nn.ReLU, nn.Sigmoid]))
+                 act=st.sampled_from([nn.ReLU, nn.Sigmoid]), shared=st.booleans())
 
 def _randomize(m):
     "Random BatchNorm statistics and affine parameters, so eval mode is non-trivial."

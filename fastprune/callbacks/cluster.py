@@ -60,26 +60,31 @@ class ClusterPruneCallback(SparsifyCallback):
         self.records, self.pruning_order = {}, None
 
 # %% ../../nbs/34_cluster_callback.ipynb #c008
+def _conv_names(model): return [n for n, m in model.named_modules() if isinstance(m, nn.Conv2d)]
+
 @patch
 def _setup(self:ClusterPruneCallback):
-    convs = [n for n, m in self._net.named_modules() if isinstance(m, nn.Conv2d)]
+    convs = _conv_names(self._net)
     if self.layers is not None:
         bad = [l for l in self.layers if l not in convs]
         if bad: raise ValueError(f"layers {bad} are not Conv2d layers of the model; its conv layers: {convs}")
         self.exclude = [n for n in convs if n not in self.layers]
     SparsifyCallback._setup(self)
-    sp = self.sparsifier
+
+@patch
+def _check(self:ClusterPruneCallback, sp):
+    "Raise unless the filters of `layers` (or of some conv) can be cluster-pruned: each alone in its coupling group."
+    SparsifyCallback._check(self, sp)
+    convs = _conv_names(self._net)
     alone = [l for l in sp.structured_layers if sp.coupled_layers(l) == [l]]
     if self.layers is not None:
         why = {l: sp.notes.get(l) or f"its filters are coupled with other layers' ({sp.coupled_layers(l)})"
                for l in self.layers if l not in alone}
         if why:
-            sp.detach()
             raise ValueError(f"layers {list(why)} cannot be cluster-pruned: {why}; "
                              f"layers that can: {[n for n in convs if n in alone] or 'none'}")
     self.pruning_order = [n for n in convs if n in alone and (self.layers is None or n in self.layers)]
     if not self.pruning_order:
-        sp.detach()
         raise ValueError(f"no conv layer of the model can be cluster-pruned (conv layers: {convs}; "
                          f"why not: {sp.notes}); pass layers=[...]")
 

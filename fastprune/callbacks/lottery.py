@@ -16,7 +16,7 @@ from fastai.learner import SkipToEpoch
 from ..core.granularity import GRANULARITIES
 from ..core.criteria import large_final, _get_criterion
 from ..data import _example_input
-from ..sparsifier import Sparsifier, _CONTEXTS, _check_round_to, _from_rank0
+from ..sparsifier import Sparsifier, _CONTEXTS, _check_round_to, _from_rank0, _EXTRAS
 from ..cluster import cluster_layer, _cluster_settings
 from .sparsify import SparsifyCallback, _MaskedTraining
 from ..surgery.edit import compact as _compact_model
@@ -33,7 +33,7 @@ class _LotteryState:
 
 def _state_keys(model, sparsifier):
     "Names of `model`'s parameters and buffers, without the sparsifier's own (masks, starting weights, gradient sums)."
-    own = {f'{p}_mask' for p in sparsifier.masks} | {f'{p}_{kind}' for p in sparsifier._scored for kind in ('init', 'grad_acc')}
+    own = {f'{p}_mask' for p in sparsifier.masks} | {f'{p}_{kind}' for p in sparsifier._scored for kind in _EXTRAS}
     names = [n for n, _ in model.named_parameters()] + [n for n, _ in model.named_buffers()]
     return [n for n in names if n not in own]
 
@@ -146,14 +146,14 @@ class LotteryRewindCallback(_MaskedTraining):
         if self.sparsifier is None or self.sparsifier.model is not net:
             layer_type = nn.Conv2d if self.selection else (nn.Conv2d, nn.Linear)
             sp = Sparsifier(net, self.granularity, self.context, self.criteria, layer_type, self.exclude,
-                            example_input=_example_input(self.learn), round_to=self.round_to)
+                            example_input=_example_input(self.learn), round_to=self.round_to, attach=False)
             coupled = {l: sp.coupled_layers(l) for l in sp.structured_layers if self.selection and sp.coupled_layers(l) != [l]}
             if coupled:
-                sp.detach()
                 raise ValueError(f"ClusterSelect clusters each conv's own filters, but {coupled} share theirs with other "
                                  f"layers; valid: exclude=[...] them (layers it can prune: "
                                  f"{[l for l in sp.structured_layers if l not in coupled]})")
-            self.sparsifier = self.state.sparsifier = sp
+            self.sparsifier = self.state.sparsifier = sp.attach()
+        else: self.sparsifier._sync()  # the model as this run keeps it, whatever ran since
         if self._hooked is not net:
             net.register_state_dict_post_hook(partial(_save_state, self.state))
             net.register_load_state_dict_pre_hook(partial(_load_state, self.state))
@@ -286,9 +286,6 @@ def compact(self:LotteryRewindCallback, learn=None): # the run's `Learner`; defa
     try:
         x, state = _example_input(learn), self.sparsifier.detach()
         try: removed = _compact_model(self._net, x, opt=self.opt, param_state=[*state, self.state.rewind or {}])
-        finally:                                  # all or nothing: the masks go back on the (possibly smaller) model
-            self.sparsifier = None
-            self._setup()
-            self.sparsifier.attach(*state)
+        finally: self.sparsifier.attach(*state)   # all or nothing: the masks go back on the (possibly smaller) model
     finally: self.learn = attached
     return removed

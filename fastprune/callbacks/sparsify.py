@@ -99,10 +99,13 @@ class SparsifyCallback(_MaskedTraining):
         x = _example_input(self.learn)
         if self.compact: trace(self._net, x)  # an untraceable model fails now, not after training
         sp = Sparsifier(self._net, self.granularity, self.context, self.criteria, self.layer_type, self.exclude,
-                        example_input=x, round_to=self.round_to)
-        try: sp._targets(self.sparsity)
-        except ValueError: sp.detach(); raise
-        self.sparsifier = sp
+                        example_input=x, round_to=self.round_to, attach=False)
+        self._check(sp)                      # bad settings fail before anything on the model changes
+        self.sparsifier = sp.attach()
+
+    def _check(self, sp):
+        "Raise if the not yet attached `sp` cannot do what this callback asks (here: reach its target)."
+        sp._targets(self.sparsity)
 
     def _sparsity_now(self): return self.sparsifier.achieved_sparsity
 
@@ -132,6 +135,7 @@ def after_create(self:SparsifyCallback): self._setup()
 @patch
 def _fit_start(self:SparsifyCallback):
     if self.sparsifier is None or self.sparsifier.model is not self._net: self._setup()
+    self.sparsifier._sync()                                    # the model as this run keeps it, whatever ran since
     self._applied_step = None                                          # known at the first batch (a resumed fit starts later)
     self.sparsifier.apply_masks()                              # masks restored by `learn.load` hold from step one
     self._drop_metric()
@@ -167,8 +171,7 @@ def _compact(self:SparsifyCallback):
     "Remove all-zero units with the surgery engine, slicing optimizer state and the sparsifier's buffers along."
     x = _example_input(self.learn)
     state = self.sparsifier.detach()                          # masks, starting weights, accumulated gradient terms
-    self.compacted = _compact_model(self._net, x, opt=self.opt, param_state=state)
-    self._setup()
-    self.sparsifier.attach(*state)
+    try: self.compacted = _compact_model(self._net, x, opt=self.opt, param_state=state)
+    finally: self.sparsifier.attach(*state)                   # at the new widths; all or nothing if compact failed
     n = sum(p.numel() for p in self.model.parameters())
     if _rank0(): print(f"compact: removed {self.compacted} units; {n:,} parameters left")

@@ -277,7 +277,8 @@ class _Propagator(_ZeroFlow):
         self.recs = defaultdict(list)
         self.ann, self.pref, self.porder, self.sdeps = {}, {}, [], {}
         self.nonzero, self.unzeroed = {}, defaultdict(list)  # see `_ZeroFlow`
-        self.fixed_reads = defaultdict(list)  # (weight name, dim) -> [(start, stop, node)] read with no group there
+        self.fixed_reads = defaultdict(list)  # (tensor name, dim) -> [(start, stop, node)] read with no group there
+        self.pref_reads = set()  # (node, param node, dim): the op at node slices that dim of the param with its channels
 
     # union-find
     def new_group(self, size, producer=None):
@@ -316,6 +317,7 @@ class _Propagator(_ZeroFlow):
             elif n.op == 'call_module': self.call_module(n)
             else: self.call_fn(n)
             if n not in self.nonzero: self.nonzero[n] = self.keep_zeros(n)
+        self.check_param_uses()
         self.check_shared()
         self.check_fixed_reads()
         return self
@@ -336,6 +338,7 @@ class _Propagator(_ZeroFlow):
             if not v.ndim: continue
             if k in ('weight', 'bias'): self.rec(seg, name, 0, 'source', 'kaiming' if k == 'weight' else 'zero')
             elif v.shape == m.weight.shape: self.rec(seg, name, 0, 'state', _grown_fill(v))
+            elif v.shape[0] == m.weight.shape[0] and v.dtype == torch.bool: self.rec(seg, name, 0, 'state', 'one')  # a bias mask
             elif v.shape[0] == m.weight.shape[0]: self.rec(seg, name, 0, 'source', 'zero')  # e.g. a per-channel gain
             else: self.bad([seg.gid], f"unknown parameter `{name}` of {type(m).__name__}")
 
@@ -351,10 +354,19 @@ class _Propagator(_ZeroFlow):
         for s in segs:
             for name, kind, init in self.weight_like(m, n.target): self.rec(s, name, 1, kind, init)
         self.weights_read(n, x, segs)
+        self.fixed_read(n, [(self.names[id(m.weight)], 1)], segs, width)
+
+    def fixed_read(self, n, tensors, segs, width):
+        "Node `n` reads `tensors` (`(name, dim)` pairs) over `[0, width)`: the positions `segs` leave uncovered at a fixed width."
         start = 0
         for lo, hi in sorted((s.offset, s.offset + s.size*s.inner) for s in segs) + [(width, width)]:
-            if lo > start: self.fixed_reads[(self.names[id(m.weight)], 1)].append((start, lo, n.name))
+            if lo > start:
+                for t in tensors: self.fixed_reads[t].append((start, lo, n.name))
             start = max(start, hi)
+
+    def follows_input(self, n, m, segs, C):
+        "Layer `m` at node `n` has one entry per channel (dim 0 of its tensors, `C` wide) and applies it to channels `segs`."
+        self.fixed_read(n, [(name, 0) for _, v, name in self.param_names(m, n.target) if v.ndim and v.shape[0] == C], segs, C)
 
     def computed_weight(self, n, m):
         "Why the weight of module `m` cannot be sliced (it is not a registered parameter), or None."
@@ -418,12 +430,14 @@ class _Propagator(_ZeroFlow):
             for s in segs:
                 for at in ('in_channels', 'groups'): self.rec(s, f'{n.target}#{at}', 0, 'attr', None)
             self.ann[n] = {1: out}
+            self.follows_input(n, m, out, m.out_channels)
         elif m.in_channels == m.out_channels and self.grouped_layout(segs, m.groups, m.in_channels):
             self.grouped(n, m, self.A(x)[1])
         else:
             why = (f"grouped convolution {n.target} (groups={m.groups})" if m.groups != m.in_channels else
                    f"depthwise convolution {n.target} reads a fixed-width input")
             self.fixed_layer(n, x, why, m.out_channels)
+            self.follows_input(n, m, [], m.out_channels)
 
     def grouped_layout(self, segs, g, C):
         "Can channels `segs` feed a conv with `g` groups? Then they are refined to one unit per in-group index."
@@ -494,7 +508,7 @@ class _Propagator(_ZeroFlow):
                 if v.ndim == 0: continue
                 if v.ndim == 1 and v.shape[0] == C:
                     kind = 'source' if k in ('weight', 'bias') and not isinstance(m, nn.PReLU) else 'state'
-                    init = 'one' if k in ('weight', 'running_var') else 'zero'
+                    init = 'one' if k in ('weight', 'running_var') else _grown_fill(v)
                     self.rec(s, name, 0, kind, init)
                 else: self.bad([s.gid], f"unknown parameter `{name}` of {type(m).__name__}")
             for at in ('num_features', 'num_channels', 'normalized_shape', 'num_parameters'):
@@ -502,6 +516,7 @@ class _Propagator(_ZeroFlow):
             if isinstance(m, nn.GroupNorm) and m.num_groups == C > 1: self.rec(s, f'{n.target}#num_groups', 0, 'attr', None)
             if isinstance(m, (nn.LayerNorm, nn.GroupNorm)) and not (isinstance(m, nn.GroupNorm) and m.num_groups == C):
                 self.inexact[self.find(s.gid)].append(f"{type(m).__name__} {n.target} normalises over these channels")
+        self.follows_input(n, m, a.get(cd, []), C)
         self.ann[n] = dict(a)
         self.norm_zeros(n, m, {self.find(s.gid) for s in a.get(cd, [])})
 
@@ -576,6 +591,9 @@ class _Propagator(_ZeroFlow):
         if out is None: return self.opaque(n)
         res = {}
         operands = [o for o in operands if isinstance(o, Node) and _shape(o) is not None]
+        if len(operands) == 1 and operands[0] in self.pref and name in _FIRST_ARG_ONLY:  # a parameter passed on (`.to`...)
+            self.pref[n] = self.pref[operands[0]]; self.ann[n] = {}
+            return self.elementwise_zeros(n)
         for d in range(len(out)):
             segs_list, prefs, fixed = [], [], []
             for o in operands:
@@ -592,8 +610,6 @@ class _Propagator(_ZeroFlow):
             if merged: res[d] = merged
         self.ann[n] = res
         self.elementwise_zeros(n)
-        if len(operands) == 1 and operands[0] in self.pref and name in _FIRST_ARG_ONLY:
-            self.pref[n] = self.pref[operands[0]]
 
     def expand(self, n, x):
         out, ins = _shape(n), _shape(x)
@@ -658,20 +674,38 @@ class _Propagator(_ZeroFlow):
 
     def merge(self, n, segs_list, prefs, fixed, kind):
         "Channels meeting on one dim: same layout required (groups merged); params `(node, dim, init)` in `prefs` are sliced."
-        if not segs_list: return None
+        if not segs_list: return self.params_read(n, prefs, [])
         segs_list = self.harmonize(segs_list)
         first, gids = segs_list[0], [s.gid for segs in segs_list for s in segs]
         lay = lambda segs: [(s.offset, s.inner, s.size) for s in segs]
-        if any(lay(s) != lay(first) for s in segs_list[1:]):
-            return self.bad(gids, f"`{_op_name(n, self.modules)}` at node {n.name} combines different channel layouts")
         fixed = fixed + [o for o, od, _ in prefs if od not in self.pref[o][1]]
-        if fixed: return self.bad(gids, f"`{_op_name(n, self.modules)}` at node {n.name} combines channels with a fixed-width tensor")
+        why = ('combines different channel layouts' if any(lay(s) != lay(first) for s in segs_list[1:]) else
+               'combines channels with a fixed-width tensor' if fixed else None)
+        self.params_read(n, prefs, [] if why else first)
+        if why: return self.bad(gids, f"`{_op_name(n, self.modules)}` at node {n.name} {why}")
         for segs in segs_list[1:]:
             for s, t in zip(first, segs): self.union(s.gid, t.gid)
         for o, od, init in prefs:
             pname, dims = self.pref[o]
             for s in first: self.rec(s, pname, dims[od], kind, init)
         return first
+
+    def params_read(self, n, prefs, segs):
+        "Params `(node, dim, init)` in `prefs` meet channels `segs` at node `n`: the positions they leave uncovered at a fixed width."
+        for o, od, _ in prefs:
+            pname, dims = self.pref[o]
+            self.pref_reads.add((n, o, od))
+            if od in dims: self.fixed_read(n, [(pname, dims[od])], segs, _shape(o)[od])
+
+    def check_param_uses(self):
+        """A parameter (or buffer) dim that an op neither slices with the channels it meets nor passes on (a view with
+        constant sizes, indexing, an unknown function) is read at a fixed width there."""
+        for p, (pname, dims) in list(self.pref.items()):
+            for u in p.users:
+                kept = set(self.pref[u][1].values()) if u in self.pref and self.pref[u][0] == pname else set()
+                for d, pd in dims.items():
+                    if _shape(p)[d] > 1 and pd not in kept and (u, p, d) not in self.pref_reads:
+                        self.fixed_reads[(pname, pd)].append((0, _shape(p)[d], u.name))
 
     def pool(self, n, x):
         "Pooling/interpolation: spatial dims change, batch and channel dims (0, 1) keep their groups."
@@ -753,12 +787,14 @@ class _Propagator(_ZeroFlow):
         self.ann[n] = res
 
     def check_fixed_reads(self):
-        "Positions of a weight some call reads at a fixed width (e.g. the raw input, or a tied layer's) cannot be removed."
+        """Positions of a tensor some call reads at a fixed width (a layer applied to the raw input too, a tied layer's
+        weight, a norm or depthwise conv also applied to a fixed-width tensor) cannot be removed."""
         for g, recs in list(self.recs.items()):
+            hits = {}  # reading node -> first tensor of the group it reads
             for r in recs:
                 for lo, hi, node in self.fixed_reads.get((r.name, r.dim), []):
-                    if r.offset < hi and lo < r.offset + r.size*r.inner:
-                        self.bad([g], f"`{r.name}` is also read at a fixed width at node {node}")
+                    if r.offset < hi and lo < r.offset + r.size*r.inner: hits.setdefault(node, r.name)
+            for node, name in hits.items(): self.bad([g], f"`{name}` is also read at a fixed width at node {node}")
 
     def check_shared(self):
         "A tensor sliced by two groups at the same positions (shared weights, a module called twice) merges them."
