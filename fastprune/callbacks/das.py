@@ -6,15 +6,17 @@
 __all__ = ['DASGrowPruneCallback']
 
 # %% ../../nbs/33_das_callback.ipynb #c004
+import json
 import torch
 from torch import nn
+from functools import partial
 from fastcore.basics import store_attr
 from fastai.callback.core import Callback
 from torch.nn.parallel import DistributedDataParallel
 from ..data import _example_input
 from ..surgery.graph import trace, group_of, Group, _module_name
 from ..surgery.edit import grow_units, prune_units
-from ..sparsifier import _rank0, _object_from_rank0
+from ..sparsifier import _object_from_rank0
 from ..models import _check_int, _check_finite
 from .sparsify import _FitHooks
 
@@ -69,6 +71,40 @@ def _rewrap(wrapper):
     "A new `DistributedDataParallel` like `wrapper` around its module (whose parameters surgery replaced)."
     return DistributedDataParallel(wrapper.module, **{k: getattr(wrapper, k) for k in _DDP_SETTINGS if hasattr(wrapper, k)})
 
+# %% ../../nbs/33_das_callback.ipynb #c010b
+_KEY = 'das_history'  # one key at the model's root: `load_pruned` keeps it as a buffer
+
+class _History:
+    "What DAS knows about a model's widths: sizes before its first fit (`initial`) and one row per epoch (`rows`)"
+    def __init__(self): self.initial, self.rows = None, []
+
+    def encode(self) -> torch.Tensor:
+        "The record as JSON text in a uint8 tensor (checkpoints hold tensors)"
+        return torch.frombuffer(bytearray(json.dumps(dict(initial=self.initial, rows=self.rows)).encode()), dtype=torch.uint8)
+
+    def decode(self, t=None):
+        "Become the record encoded in `t`, or an empty one"
+        rec = json.loads(bytes(t.tolist())) if t is not None else dict(initial=None, rows=[])
+        self.initial, self.rows = rec['initial'], rec['rows']
+
+def _save_history(hist, module, sd, prefix, local_metadata):
+    "`state_dict` post-hook: add `hist` under `<prefix>das_history` once DAS has set up on the model."
+    if hist.initial is not None: sd[prefix + _KEY] = hist.encode()
+
+def _load_history(hist, module, sd, prefix, *args):
+    "`load_state_dict` pre-hook: `hist` becomes the checkpoint's record (an empty one if it has none)."
+    hist.decode(sd.pop(prefix + _KEY, None))
+
+def _history_of(net) -> _History:
+    "The record `net`'s checkpoints carry: the one hooked on it, else a new one (adopting `load_pruned`'s buffer)."
+    hooked = [h.args[0] for h in net._state_dict_hooks.values() if getattr(h, 'func', None) is _save_history]
+    if hooked: return hooked[0]
+    hist = _History()
+    if _KEY in net._buffers: hist.decode(net._buffers.pop(_KEY))
+    net.register_state_dict_post_hook(partial(_save_history, hist))
+    net.register_load_state_dict_pre_hook(partial(_load_history, hist))
+    return hist
+
 # %% ../../nbs/33_das_callback.ipynb #c012
 class DASGrowPruneCallback(_FitHooks):
     "Dynamic auto-sizing: grow tiny units before each epoch, penalise high-index units, prune those below `tau` after"
@@ -91,7 +127,17 @@ class DASGrowPruneCallback(_FitHooks):
             bad('layers', layers, 'None or a non-empty list of layer names/modules')
         store_attr('alpha,tau,growth_pct,min_growth,layers,static_after,regularizer')
         self.weight_fn = weight_fn or _index
-        self.history, self.skipped, self.penalty, self.initial, self._grown, self._resizer = [], {}, None, None, None, None
+        self.skipped, self.penalty, self._grown, self._resizer, self._hist = {}, None, None, None, _History()
+
+    @property
+    def history(self) -> list:
+        "One row per epoch: `epoch`, `sizes` (after pruning), `grown_to` (after growth; None without), `n_params`"
+        return self._hist.rows
+
+    @property
+    def initial(self) -> dict|None:
+        "`sizes` and `n_params` before the first fit (None before it)"
+        return self._hist.initial
 
     # -- helpers -----------------------------------------------------------------------------------------------
     def _surgery(self, edit, arg, **kw):
@@ -122,19 +168,21 @@ class DASGrowPruneCallback(_FitHooks):
     def _n_params(self): return sum(p.numel() for p in self._net.parameters())
 
     def _record(self, grown):
-        if _rank0(): self.history.append(dict(epoch=self.epoch, sizes=self.sizes(), grown_to=grown, n_params=self._n_params()))
+        self.history.append(dict(epoch=self.epoch, sizes=self.sizes(), grown_to=grown, n_params=self._n_params()))
 
     # -- events --------------------------------------------------------------------------------------------------
     # fastai's `validate`/`get_preds` also fire before_fit/before_epoch/after_epoch/after_fit, also from inside a fit,
     # so the setup runs at the fit's first training phase (`_FitHooks`) and the surgery hangs on before_train/after_train,
     # which only `fit` fires (validation then sees the pruned model).
+    def after_create(self): self._hist = _history_of(self._net)  # hooks on the model before any `learn.load`
     def _train_start(self): self._setup()
 
     def _setup(self):
         self._xb = _example_input(self.learn)
         self.sizing, self.skipped = _auto_layers(self._net, trace(self._net, self._xb), self.layers)
         self._refresh()
-        if self.initial is None: self.initial = dict(sizes=self.sizes(), n_params=self._n_params())
+        self._hist = _history_of(self._net)
+        if self.initial is None: self._hist.initial = dict(sizes=self.sizes(), n_params=self._n_params())
         self._stop_resizing()
         self._resizer = self._net.register_load_state_dict_pre_hook(self._resize_to)
 

@@ -292,11 +292,20 @@ def save_pruned(model:nn.Module, path):
     attrs = {k: {a: getattr(m, a) for a in _SIZE_ATTRS if hasattr(m, a)} for k, m in model.named_modules()}
     torch.save({'state_dict': model.state_dict(), 'attrs': {k: v for k, v in attrs.items() if v}}, path)
 
-def load_pruned(path, model_factory) -> nn.Module:
+def load_pruned(path, model_factory,
+                strict:bool=True, # False: leave out saved entries no module of the model owns (a callback's state)
+               ) -> nn.Module:
     "Rebuild a model saved by `save_pruned`: `model_factory()` resized to the saved shapes, then loaded"
+    if not isinstance(strict, bool): raise TypeError(f"strict={strict!r} is not valid; valid: True or False")
     ckpt = torch.load(path, weights_only=True)
     model, sd = model_factory(), ckpt['state_dict']
     mods = dict(model.named_modules())
+    stray = [k for k in sd if k.rpartition('.')[0] not in mods]
+    if stray and strict:
+        raise ValueError(f"{path}: {len(stray)} saved entries belong to no module of the model, e.g. {stray[:3]}; valid: "
+                         f"strict=False to leave them out (a callback's state, such as `lottery.*`), or the "
+                         f"`model_factory` of the saved architecture")
+    sd = {k: v for k, v in sd.items() if k not in stray}
     for k, m in mods.items():
         for store in (m._parameters, m._buffers):
             for a, v in list(store.items()):
