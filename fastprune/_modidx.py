@@ -619,7 +619,6 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                         'fastprune.surgery.edit._plans': ('surgery.html#_plans', 'fastprune/surgery/edit.py'),
                                         'fastprune.surgery.edit._resolve': ('surgery.html#_resolve', 'fastprune/surgery/edit.py'),
                                         'fastprune.surgery.edit._tensors': ('surgery.html#_tensors', 'fastprune/surgery/edit.py'),
-                                        'fastprune.surgery.edit._unit_count': ('surgery.html#_unit_count', 'fastprune/surgery/edit.py'),
                                         'fastprune.surgery.edit._unit_indices': ('surgery.html#_unit_indices', 'fastprune/surgery/edit.py'),
                                         'fastprune.surgery.edit._zero_units': ('surgery.html#_zero_units', 'fastprune/surgery/edit.py'),
                                         'fastprune.surgery.edit.compact': ('surgery.html#compact', 'fastprune/surgery/edit.py'),

@@ -10,6 +10,7 @@ import math
 from collections import defaultdict
 import numpy as np, torch, torch.nn as nn
 from .graph import trace, group_of, Group, _module_name
+from ..models import _check_int
 
 # %% ../../nbs/11_surgery.ipynb #c006
 def _plans(edits, lengths):
@@ -218,12 +219,6 @@ def prune_units(model:nn.Module, # edited in place
     return _edit(model, edits, opt, param_state)
 
 # %% ../../nbs/11_surgery.ipynb #c014
-def _unit_count(name, n):
-    "Number of units to add to layer `name`: an int >= 0 (Python or numpy), not a bool."
-    if not _is_int(n): raise TypeError(f"counts[{name!r}] must be an int >= 0, got {type(n).__name__} {n!r}")
-    if n < 0: raise ValueError(f"counts[{name!r}] must be an int >= 0, got {n!r}")
-    return int(n)
-
 def grow_units(model:nn.Module, # edited in place
                counts:dict, # layer (module or qualified name) -> number of units to append
                example_input, # input used to trace `model`
@@ -237,7 +232,7 @@ def grow_units(model:nn.Module, # edited in place
     graph = trace(model, example_input)
     edits = []
     for g, asked in _resolve(model, graph, counts, 'grow', 'counts'):
-        ns = {_unit_count(a, n) for a, n in asked}
+        ns = {_check_int(n, f'counts[{a!r}]', minimum=0) for a, n in asked}
         if len(ns) > 1: raise ValueError(f"coupled layers {[a for a, _ in asked]} were asked for different counts {sorted(ns)}")
         n = ns.pop()
         edits += [(r, (), n) for r in g._recs] if n else []

@@ -337,8 +337,8 @@ class _Propagator(_ZeroFlow):
         for k, v, name in self.param_names(m, prefix):
             if not v.ndim: continue
             if k in ('weight', 'bias'): self.rec(seg, name, 0, 'source', 'kaiming' if k == 'weight' else 'zero')
-            elif v.shape == m.weight.shape: self.rec(seg, name, 0, 'state', _grown_fill(v))
-            elif v.shape[0] == m.weight.shape[0] and v.dtype == torch.bool: self.rec(seg, name, 0, 'state', 'one')  # a bias mask
+            elif v.shape == m.weight.shape or v.dtype == torch.bool and v.shape[0] == m.weight.shape[0]:  # masks of weight, bias
+                self.rec(seg, name, 0, 'state', _grown_fill(v))
             elif v.shape[0] == m.weight.shape[0]: self.rec(seg, name, 0, 'source', 'zero')  # e.g. a per-channel gain
             else: self.bad([seg.gid], f"unknown parameter `{name}` of {type(m).__name__}")
 
