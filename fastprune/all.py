@@ -15,4 +15,5 @@ from .studies.sensitivity import *
 from .studies.transfer import *
 from .cluster import *
 from .callbacks.cluster import *
+from .callbacks.distill import *
 from .deploy import *

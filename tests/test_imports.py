@@ -12,5 +12,5 @@ def test_all_exports_the_public_api():
     ns = {}
     exec('from fastprune.all import *', ns)
     for name in ['SparsifyCallback', 'LotteryRewindCallback', 'DASGrowPruneCallback', 'ClusterPruneCallback', 'Sparsifier',
-                 'prune_units', 'grow_units', 'compact', 'compression_report', 'large_final', 'one_cycle', 'digits_dls']:
+                 'KnowledgeDistillationCallback', 'prune_units', 'grow_units', 'compact', 'compression_report', 'large_final', 'one_cycle', 'digits_dls']:
         assert name in ns, name
