@@ -31,7 +31,7 @@ import torch
 from fastprune.models import vgg_bn, resnet56
 from fastprune.surgery.edit import prune_units
 from fastprune.deploy import benchmark_inference, fold_bn, _l1_units
-from fastprune.report import _flops
+from fastprune.report import count_flops
 
 WEIGHTS = Path(__file__).resolve().parents[1].parent/'shared/data/weights/resnet56-4bfd9763.th'
 TARGET = 0.9
@@ -60,7 +60,7 @@ def stage_times(dense, pruned, x, repeats, backends=('torch', 'torch_channels_la
     with torch.inference_mode():
         for (name, d), (_, p) in zip(dense.named_children(), pruned.named_children()):
             stages[f'{name} dense'], stages[f'{name} pruned'] = _OnInput(d, xd), _OnInput(p, xp)
-            rows.append(dict(stage=name, dense_mflops=_flops(d, xd[:1])[0] / 1e6, pruned_mflops=_flops(p, xp[:1])[0] / 1e6))
+            rows.append(dict(stage=name, dense_mflops=count_flops(d, xd[:1])[0] / 1e6, pruned_mflops=count_flops(p, xp[:1])[0] / 1e6))
             xd, xp = d(xd), p(xp)
     ms = benchmark_inference(stages, x, backends=backends, batch_sizes=(len(x),), n_repeats=repeats,
                              timer='process').set_index(['backend', 'model']).median_ms  # all stages and backends, interleaved
@@ -101,7 +101,7 @@ def main():
     for name, net in nets.items():
         dense, pruned = dense_and_pruned(net, x, args.fraction, args.multiple_of, args.fold_bn)
         models[f'{name} dense'], models[f'{name} pruned'] = dense, pruned
-        fd, fp = _flops(dense, x)[0], _flops(pruned, x)[0]
+        fd, fp = count_flops(dense, x)[0], count_flops(pruned, x)[0]
         flops_ratio[name] = fd / fp
         n = lambda m: sum(p.numel() for p in m.parameters())
         print(f'{name}: params {n(dense):,} -> {n(pruned):,}; FLOPs {fd/1e6:.1f}M -> {fp/1e6:.1f}M ({fd/fp:.2f}x fewer)')

@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 from fastprune.surgery import prune_units
 from fastprune.deploy import _l1_units
 from fastprune.models import vgg_bn, resnet56, _n_params as n_params
-from fastprune.report import _flops
+from fastprune.report import count_flops
 
 COVERAGE = '''resnet18 mobilenet_v2 mobilenet_v3_small efficientnet_b0 densenet121 googlenet inception_v3 shufflenet_v2_x0_5
 squeezenet1_0 regnet_x_400mf mnasnet0_5 convnext_tiny vit_b_16 swin_t maxvit_t'''.split()
@@ -111,9 +111,9 @@ def compare(tp, repeats):
                 print(f"{name:<18}{lib:<15}  pruned model broken: {type(e).__name__}: {str(e).splitlines()[0][:70]}"); continue
             share, step = optimizer_check(model, opt, x)
             pruned.append(model.eval()); rows.append((lib, secs, share, step))
-        fd, pd = _flops(dense, x)[0], n_params(dense)
+        fd, pd = count_flops(dense, x)[0], n_params(dense)
         for (lib, secs, share, step), model, s in zip(rows, pruned, speedups(dense, pruned, x.repeat(64, 1, 1, 1), repeats)):
-            fr = fd / _flops(model, x)[0]
+            fr = fd / count_flops(model, x)[0]
             print(f"{name:<18}{lib:<15}{pd / n_params(model):>7.2f}×{fr:>7.2f}×{s:>9.2f}×{s / fr:>7.0%}{secs:>9.2f}"
                   f"{share:>10.0%}  {step}", flush=True)
 

@@ -21,7 +21,8 @@ Each dense starting accuracy is printed.
 
 Methods (`--methods`, short names first):
 - dense: dense control, the dense net trained the same epochs (target-independent: one set of runs per net);
-- fp-default: fastprune defaults, `SparsifyCallback(budget=Budget(flops=1/target), granularity='filter', compact=True)`;
+- fp-default: fastprune defaults, `SparsifyCallback(budget=Budget(flops=1/target), granularity='filter', compact=True)`
+  (with a budget the defaults are the global context and the one-shot schedule, compacting at once);
 - fp-global / fp-local: fastprune best, `SparsifyCallback(budget=..., granularity='filter', compact=True,
   schedule=one_shot(start_pct=0), context='global' | 'local')` plus `KnowledgeDistillationCallback(teacher='snapshot')`
   (a frozen copy of the dense net teaches); 'global' is what the default context does under a budget;
@@ -384,8 +385,10 @@ def summary(net, target, res):
     tpb = max(tps, key=tps.get) if tps else None
     tb, tt = mean_of(res.get('fp-global', []), 'secs'), tpb and mean_of(res[tpb], 'secs')
     ok = None if tb is None or not tt else tb <= tt
+    td = mean_of(res.get('fp-default', []), 'secs')
     lines.append(f"(d) fastprune best fine-tune time <= 1.0x Torch-Pruning's (best TP row"
-                 + (f", {METHODS[tpb]}): {tb / tt:.2f}x" if tb is not None and tt else ')') + f": {verdict(ok)}")
+                 + (f", {METHODS[tpb]}): {tb / tt:.2f}x" if tb is not None and tt else ')') + f": {verdict(ok)}"
+                 + (f"  [fastprune defaults, without distillation: {td / tt:.2f}x]" if td is not None and tt else ''))
     return [f"{net} {target}x: " + l for l in lines]
 
 # ---------------------------------------------------------------- main

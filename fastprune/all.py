@@ -8,6 +8,7 @@ from .core.granularity import *
 from .core.criteria import *
 from .core.schedules import *
 from .sparsifier import *
+from .budget import *
 from .callbacks.sparsify import *
 from .callbacks.lottery import *
 from .callbacks.das import *

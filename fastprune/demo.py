@@ -11,7 +11,9 @@ from fastai.vision.all import *
 from .data import digits_dls, folder_dls
 from .models import vgg_bn, mobilenet_v1, resnet20
 from .report import compression_report, compare_reports
+from .budget import Budget
 from .callbacks.sparsify import SparsifyCallback
+from .callbacks.distill import KnowledgeDistillationCallback
 
 # %% ../nbs/60_demo.ipynb #c005
 _archs = dict(vgg_bn=vgg_bn, mobilenet_v1=mobilenet_v1, resnet20=resnet20)
@@ -22,8 +24,8 @@ def _demo_dls(data, size, bs, max_per_class, seed):
     return folder_dls(data, size=size, bs=bs, max_per_class=max_per_class, seed=seed)
 
 # %% ../nbs/60_demo.ipynb #c006
-def run_demo(data='digits', arch='vgg_bn', sparsity=0.5, epochs=4, lr=3e-3, size=32, bs=64, max_per_class=None, seed=0):
-    "Train `arch` on `data`, prune `sparsity` of its filters while fine-tuning, compact it; return both reports"
+def run_demo(data='digits', arch='vgg_bn', flops=0.38, epochs=4, lr=3e-3, size=32, bs=64, max_per_class=None, seed=0):
+    "Train `arch` on `data`, prune it to `flops` of its FLOPs while fine-tuning with distillation, compact it; return both reports"
     if arch not in _archs: raise ValueError(f"arch={arch!r} is not one of {sorted(_archs)}")
     set_seed(seed, reproducible=True)
     dls = _demo_dls(data, size, bs, max_per_class, seed)
@@ -32,8 +34,9 @@ def run_demo(data='digits', arch='vgg_bn', sparsity=0.5, epochs=4, lr=3e-3, size
     print(f'Training {arch} densely for {epochs} epochs')
     learn.fit_one_cycle(epochs, lr)
     before = compression_report(learn.model, x, dls=dls)
-    print(f'Pruning {sparsity:.0%} of the filters while fine-tuning for {epochs} epochs')
-    learn.fit_one_cycle(epochs, lr/3, cbs=SparsifyCallback(sparsity, granularity='filter', compact=True))
+    print(f'Pruning filters to {flops:.0%} of the FLOPs, then fine-tuning for {epochs} epochs with the dense net as teacher')
+    learn.fit_one_cycle(epochs, lr/3, cbs=[SparsifyCallback(budget=Budget(flops=flops), granularity='filter', compact=True),
+                                           KnowledgeDistillationCallback('snapshot')])
     after = compression_report(learn.model, x, dls=dls)
     return before, after
 
@@ -41,7 +44,7 @@ def run_demo(data='digits', arch='vgg_bn', sparsity=0.5, epochs=4, lr=3e-3, size
 @call_parse
 def main(data:str='digits',  # 'digits' (bundled, offline) or a fastai-layout image folder
          arch:str='vgg_bn',  # vgg_bn, mobilenet_v1 or resnet20
-         sparsity:float=0.5,  # fraction of filters to remove
+         flops:float=0.38,  # fraction of the FLOPs to keep (0.38: 2.6x fewer)
          epochs:int=4,  # epochs of dense training, then as many of pruning
          lr:float=3e-3,  # peak learning rate of the dense fit
          size:int=32,  # image size
@@ -49,7 +52,7 @@ def main(data:str='digits',  # 'digits' (bundled, offline) or a fastai-layout im
          max_per_class:int=None,  # subsample a folder dataset to this many images per class
          seed:int=0):  # random seed
     "Train a CNN, prune its filters while it trains, remove them physically and print the report before/after"
-    before, after = run_demo(data, arch, sparsity, epochs, lr, size, bs, max_per_class, seed)
+    before, after = run_demo(data, arch, flops, epochs, lr, size, bs, max_per_class, seed)
     print('\nBefore pruning'); print(before)
     print('\nAfter pruning and compaction'); print(after)
     print('\nGain'); print(compare_reports(before, after))

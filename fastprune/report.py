@@ -14,7 +14,7 @@ import pandas as pd
 from .models import _check_int, _check_runs
 
 # %% auto #0
-__all__ = ['CompressionReport', 'compression_report', 'ReportComparison', 'compare_reports']
+__all__ = ['count_flops', 'CompressionReport', 'compression_report', 'ReportComparison', 'compare_reports']
 
 # %% ../nbs/02_report.ipynb #c006
 _LAYER_TYPES = (nn.modules.conv._ConvNd, nn.Linear)
@@ -27,8 +27,8 @@ def _as_batch(model, x):
     batch_ndim = 2 if isinstance(first, nn.Linear) else len(first.kernel_size) + 2 if first is not None else x.ndim
     return x[None] if x.ndim == batch_ndim - 1 else x
 
-def _flops(model, x1):
-    "Total FLOPs on `x1` and FLOPs per module qualified name."
+def count_flops(model:nn.Module, x1:torch.Tensor)->tuple:
+    "Total FLOPs of `model` on input `x1` (torch's FLOP counter: convs and matmuls) and FLOPs per module qualified name."
     with FlopCounterMode(display=False) as fc: model(x1)
     per_module = {k.partition('.')[2]: sum(v.values()) for k, v in fc.get_flop_counts().items() if '.' in k}
     return fc.get_total_flops(), per_module
@@ -150,7 +150,7 @@ def compression_report(model:nn.Module, # the model to measure; left unchanged
     try:
         model.eval()
         _check_runs(model, x1)
-        flops, flops_by_name = _flops(model, x1)
+        flops, flops_by_name = count_flops(model, x1)
         params = sum(p.numel() for p in model.parameters())
         return CompressionReport(
             params=params, nonzero=sum(int((p != 0).sum()) for p in model.parameters()), flops=flops,

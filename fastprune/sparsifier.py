@@ -50,6 +50,7 @@ class _GroupUnits:
         self.name, self.layers, self.dims, self.is_units, self.min_kept = '+'.join(layers), layers, dims, True, 1
         self.n_units = group.size
         self.recs = group.slices(kind)  # unit j of a rec: along `dim`, at offset + j*inner ... offset + (j+1)*inner
+        self.all_recs = group.slices()  # every tensor the group's units are sliced from (what removing a unit shrinks)
         self.mask_params = _dedup(r.name for r in self.recs)
         self.scored = [(l, r) for l in layers for r in self.recs if r.name == f'{l}.weight']  # the layers' share of each unit
 
@@ -192,6 +193,22 @@ def _skip_reason(group, layers, selected, owners):
     shared = [l for l in layers if len(owners[l]) > 1]
     if shared: return f"{shared} also hold channels of other coupling groups (e.g. behind a concatenation)"
 
+_NORMALIZERS = ('mean', None)
+_DEFAULT_CAP = 0.9  # unit granularities: a layer keeps at least a tenth of its units under global ranking
+
+def _check_cap(cap, what='max_layer_sparsity'):
+    if isinstance(cap, bool) or not isinstance(cap, (int, float)) or not 0 < cap <= 1:
+        raise ValueError(f"{what}={cap!r} is not valid; valid: a float in (0, 1]")
+    return float(cap)
+
+def _check_caps(caps):
+    "`max_layer_sparsity` as None, a float in (0, 1] or a non-empty {layer name: float in (0, 1]} dict (names checked later)."
+    if caps is None: return None
+    if isinstance(caps, dict):
+        if not caps: raise ValueError("max_layer_sparsity={} is not valid; valid: None, a float in (0, 1] or a non-empty dict")
+        return {k: _check_cap(v, f'max_layer_sparsity[{k!r}]') for k, v in caps.items()}
+    return _check_cap(caps)
+
 class Sparsifier:
     "Compute, apply and report pruning masks of `model`'s `layer_type` layers."
     def __init__(self, model:nn.Module,
@@ -202,8 +219,13 @@ class Sparsifier:
                  exclude=None, # layer (or parent module) names kept dense; None: first and last for structured
                  example_input=None, # an input batch: `filter`/`row` blocks follow the surgery engine's groups
                  round_to:int=1, # structured granularities: kept units per layer (or group) a multiple of this
-                 attach:bool=True): # False: only choose the blocks (`layers`, `notes`...); call `attach()` before use
+                 attach:bool=True, # False: only choose the blocks (`layers`, `notes`...); call `attach()` before use
+                 max_layer_sparsity=None, # global ranking: a cap per layer, float or {layer: cap}; None: 0.9 for units, else 1
+                 normalize:str|None='mean'): # global ranking: divide each set's scores by their mean (pruned blocks count as 0)
         if context not in _CONTEXTS: raise ValueError(f"Unknown context {context!r}; valid: {list(_CONTEXTS)}")
+        if normalize not in _NORMALIZERS: raise ValueError(f"normalize={normalize!r} is not valid; valid: {list(_NORMALIZERS)}")
+        self.max_layer_sparsity, self.normalize = _check_caps(max_layer_sparsity), normalize
+        self.removed = {}  # {first layer of a block set: units that compaction took away}
         self.criterion = _get_criterion(criteria)
         self.round_to = _check_round_to(round_to, granularity)
         self.model, self.granularity, self.context = model, granularity, context
@@ -212,7 +234,9 @@ class Sparsifier:
         self.layers = [n for n in cands if n not in excluded]
         self._example_input, self._cache, self._attached, self._shapes = example_input, {}, [], {}
         self._build_blocks()
+        self.reference_sizes = {b.layers[0]: b.block_size(self) for b in self.blocks}  # weights per block before compaction
         if not self.blocks: raise ValueError(f"No prunable layer among {self.candidates}: {self.notes}")
+        self._caps(self.max_layer_sparsity)  # names checked before the model is touched
         if attach: self.attach()
 
     def _build_blocks(self):
@@ -356,9 +380,6 @@ def _targets(self:Sparsifier, sparsity):
     if not isinstance(sparsity, dict):
         s = _check_sparsity(sparsity)
         return [(b, s) for b in self.blocks]
-    if self.context == 'global':
-        raise ValueError(f"sparsity={sparsity!r} sets each layer's own target, but context='global' ranks all layers "
-                         f"together to one target; valid: a float with context='global', or a dict with context='local'")
     pruned_layers = [n for b in self.blocks for n in b.layers]
     for n, s in sparsity.items():
         if n not in pruned_layers:
@@ -369,21 +390,108 @@ def _targets(self:Sparsifier, sparsity):
             for b in self.blocks if any(n in sparsity for n in b.layers)]
 
 @patch
+def _caps(self:Sparsifier, caps, missing=None):
+    """Per block set, the largest fraction of its units global ranking may prune: from `caps`, a float or {layer: cap}
+    (a set takes the lowest of its layers'; sets not named get `missing`), always within `max_layer_sparsity`."""
+    default = _DEFAULT_CAP if all(b.is_units for b in self.blocks) else 1.
+    def per_set(c, missing):
+        if c is None: return [default] * len(self.blocks)
+        if not isinstance(c, dict): return [c] * len(self.blocks)
+        names = [n for b in self.blocks for n in b.layers]
+        bad = [n for n in c if n not in names]
+        if bad: raise ValueError(f"max_layer_sparsity: {bad} are not pruned layers; valid: {names}")
+        return [min((c[n] for n in b.layers if n in c), default=missing) for b in self.blocks]
+    return [min(a, b) for a, b in zip(per_set(self.max_layer_sparsity, default), per_set(caps, missing))]
+
+@patch
+def _global_target(self:Sparsifier, sparsity, targets):
+    "(share of the weights to prune, per-set caps): a float is one target; a dict prunes what it sums to, each layer within its value."
+    if not isinstance(sparsity, dict): return targets[0][1], self._caps(None)
+    weights = {b: self._n_reference(b) * self._reference_size(b) for b, _ in targets}
+    total = sum(s * weights[b] for b, s in targets) / self._n_weights()
+    return total, self._caps(sparsity, missing=0.)
+
+@patch
+def _ranking(self:Sparsifier, caps):
+    """Scores of the blocks of all block sets, one tensor, comparable across sets (`normalize`): -inf where a block is
+    already pruned, +inf where pruning it would take its set beyond its cap; and the sets' lengths."""
+    out = []
+    for b, cap in zip(self.blocks, caps):
+        s, p = b.scores(self).float(), b.pruned(self)
+        if self.normalize == 'mean': s = s / (s[~p].abs().sum() / self._n_reference(b)).clamp_min(1e-12)
+        k_max = max(self._max_pruned(b, cap), int(p.sum()))
+        s = s.masked_fill(p, -math.inf)
+        s[s.argsort(stable=True)[k_max:]] = math.inf
+        out.append(s)
+    return torch.cat(out), [len(s) for s in out]
+
+@patch
+def _max_pruned(self:Sparsifier, b, cap):
+    "Most blocks of set `b`, as it is now, that a `cap` on its share (of the blocks before compaction) lets be pruned."
+    n0 = self._n_reference(b)
+    return max(0, min(math.floor(cap * n0 + 1e-9), n0 - b.min_kept) - self.removed.get(b.layers[0], 0))
+
+@patch
+def max_pruned(self:Sparsifier)->list:
+    "Per block set, the most blocks global ranking may prune (`max_layer_sparsity`, at least one unit kept)."
+    return [self._max_pruned(b, cap) for b, cap in zip(self.blocks, self._caps(None))]
+
+@patch
+def local_counts(self:Sparsifier, sparsity:float)->list:
+    "Per block set, the blocks pruned after `sparsify(sparsity)` in the local context (with those pruned already)."
+    s = _check_sparsity(sparsity)
+    return [max(self._n_pruned(b, s), int(b.pruned(self).sum())) for b in self.blocks]
+
+@patch
+def rounded(self:Sparsifier, counts)->list:
+    "`counts` (blocks to prune per block set) as `prune_counts` applies them: at least one unit kept, then `round_to`."
+    return [self._rounded(b.n_blocks(self), min(int(k), b.n_blocks(self) - b.min_kept)) for b, k in zip(self.blocks, counts)]
+
+@patch
+def global_order(self:Sparsifier, max_layer_sparsity=None):
+    """The blocks global ranking prunes next, in order, within the caps (`max_layer_sparsity` and the optional extra
+    `max_layer_sparsity`, float or {layer: cap}): `(set index, block index)` tensors into `blocks`."""
+    self._sync()
+    scores, lens = self._ranking(self._caps(_check_caps(max_layer_sparsity)))
+    order = scores.argsort(stable=True)
+    order = order[torch.isfinite(scores[order])]
+    sets = torch.repeat_interleave(torch.arange(len(lens)), torch.tensor(lens))
+    starts = torch.tensor([0] + lens).cumsum(0)[:-1]
+    return sets[order], order - starts[sets[order]]
+
+@patch
 def sparsify(self:Sparsifier, sparsity):
-    "Update the masks to reach `sparsity` (a float in [0, 1), or {layer name: sparsity}); masks only grow."
+    """Update the masks to reach `sparsity` (a float in [0, 1), or {layer name: sparsity}); masks only grow.
+    In the global context a dict prunes the share of the weights it sums to, no layer beyond its own value."""
     self._sync()
     targets = self._targets(sparsity)
     with torch.no_grad():
-        if self.context == 'global': self._prune_global(targets[0][1])
-        else:
-            chosen = []  # every layer is scored before any mask is written: a bad layer leaves all masks as they were
-            for b, s in targets:
-                pruned, k = b.pruned(self), self._n_pruned(b, s)
-                if k > pruned.sum(): chosen.append((b, _choose(b.scores(self), pruned, k, b.min_kept)))
-            for b, c in chosen: b.write(self, c)
+        if self.context == 'global': self._prune_global(*self._global_target(sparsity, targets))
+        else: self._write_counts([(b, self._n_pruned(b, s)) for b, s in targets])
         _from_rank0(self.masks.values())
     self._reset_grads()
     return self
+
+@patch
+def prune_counts(self:Sparsifier, counts):
+    """Prune the lowest-scored blocks of each block set until `counts[i]` of set `i` are pruned (with those already
+    pruned, after `round_to`); masks only grow, all or nothing."""
+    self._sync()
+    if len(counts) != len(self.blocks): raise ValueError(f"counts has {len(counts)} entries; valid: one per block set ({len(self.blocks)})")
+    with torch.no_grad():
+        self._write_counts(list(zip(self.blocks, self.rounded(counts))))
+        _from_rank0(self.masks.values())
+    self._reset_grads()
+    return self
+
+@patch
+def _write_counts(self:Sparsifier, counts):
+    "Prune the `k` lowest blocks of each `(block set, k)`: all are scored before any mask is written, so a bad layer changes none."
+    chosen = []
+    for b, k in counts:
+        pruned = b.pruned(self)
+        if k > pruned.sum(): chosen.append((b, _choose(b.scores(self), pruned, k, b.min_kept)))
+    for b, c in chosen: b.write(self, c)
 
 def _distributed():
     "True inside a `torch.distributed` process group of more than one rank."
@@ -416,32 +524,43 @@ def _rounded(self:Sparsifier, n, k):
     return k if r == 1 else n - min(n, max(r, math.ceil((n - k) / r) * r))
 
 @patch
-def _n_pruned(self:Sparsifier, b, s):
-    "Blocks of block set `b` that sparsity `s` prunes locally: round(s·n), at most n − `min_kept`, then `round_to`."
-    n = b.n_blocks(self)
-    return self._rounded(n, min(round(s * n), n - b.min_kept))
+def _n_reference(self:Sparsifier, b):
+    "Blocks of block set `b` before compaction removed any (targets are fractions of these)."
+    return b.n_blocks(self) + self.removed.get(b.layers[0], 0)
 
 @patch
-def _prune_global(self:Sparsifier, s):
-    "Rank the blocks of all block sets together; prune the lowest until `s` of the selected weights are masked."
+def _n_pruned(self:Sparsifier, b, s):
+    """Blocks of block set `b`, as it is now, that sparsity `s` prunes locally: round(s·n) of its `n` blocks before
+    compaction, at most n − `min_kept`, then `round_to`, less those compaction already removed."""
+    n, r = self._n_reference(b), self.removed.get(b.layers[0], 0)
+    return max(0, self._rounded(n, min(round(s * n), n - b.min_kept)) - r)
+
+@patch
+def _prune_global(self:Sparsifier, s, caps):
+    "Rank the blocks of all block sets together; prune the lowest, within `caps`, until `s` of the selected weights are masked."
     pruned = [b.pruned(self) for b in self.blocks]
-    sizes = [b.block_size(self) for b in self.blocks]
-    budget = s * self._n_weights()
+    sizes = [self._reference_size(b) for b in self.blocks]
+    budget = s * self._n_weights() - sum(self.removed.get(b.layers[0], 0) * z for b, z in zip(self.blocks, sizes))
     if budget - sum(p.sum().item() * z for p, z in zip(pruned, sizes)) < min(sizes) / 2: return
-    scores = torch.cat([b.scores(self).float().masked_fill(p, -math.inf) for b, p in zip(self.blocks, pruned)])
+    scores, lens = self._ranking(caps)
     size = torch.cat([torch.full((len(p),), float(z)) for p, z in zip(pruned, sizes)])
     order = scores.argsort(stable=True)
-    size_sorted = size[order]
+    size_sorted, sorted_scores = size[order], scores[order]
     chosen = torch.zeros(len(scores), dtype=torch.bool)
-    chosen[order[(size_sorted.cumsum(0) - size_sorted / 2 <= budget) | (scores[order] == -math.inf)]] = True
-    for b, p, c, sc in zip(self.blocks, pruned, chosen.split([len(p) for p in pruned]),
-                           scores.split([len(p) for p in pruned])):
+    chosen[order[((size_sorted.cumsum(0) - size_sorted / 2 <= budget) & (sorted_scores < math.inf))
+                 | (sorted_scores == -math.inf)]] = True
+    for b, p, c, sc in zip(self.blocks, pruned, chosen.split(lens), scores.split(lens)):
         k = self._rounded(len(c), min(int(c.sum()), len(c) - b.min_kept))
         if k < c.sum(): c = _choose(sc, p, k)
         if (c & ~p).any(): b.write(self, c)
 
 @patch
-def _n_weights(self:Sparsifier): return sum(_param(self.model, p).numel() for p in self._scored)
+def _reference_size(self:Sparsifier, b): return self.reference_sizes.get(b.layers[0]) or b.block_size(self)
+
+@patch
+def _n_weights(self:Sparsifier):
+    "Weights of the pruned layers, before compaction removed any."
+    return sum(self._n_reference(b) * self._reference_size(b) for b in self.blocks)
 
 @patch(as_prop=True)
 def _grad_sums(self:Sparsifier):
@@ -510,8 +629,9 @@ def _n_masked(self:Sparsifier, layer):
 
 @patch(as_prop=True)
 def achieved_sparsity(self:Sparsifier):
-    "Fraction of the pruned layers' weights that are masked."
-    return sum(self._n_masked(p[:-len('.weight')]) for p in self._scored) / self._n_weights()
+    "Fraction of the pruned layers' weights that are masked, or were removed by compaction (counted at their size before it)."
+    pruned = sum((int(b.pruned(self).sum()) + self.removed.get(b.layers[0], 0)) * self._reference_size(b) for b in self.blocks)
+    return pruned / self._n_weights()
 
 @patch
 def sparsity_report(self:Sparsifier):

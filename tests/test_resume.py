@@ -219,3 +219,22 @@ def test_lottery_resume_inside_level_matches_uninterrupted(tmp_path, interrupted
     _assert_equal_states(masks, full_masks)
     _assert_equal_states(rewind, full_rewind)
     _assert_equal_states(sd, full_sd)
+
+def test_resume_with_compaction_during_the_fit(tmp_path):
+    """With `compact=True` the checkpoints hold the widths they were taken at: a fresh `Learner` with the callback loads
+    one (its load hook resizes the model in place, so the optimizer state loads too) and the resumed fit ends where
+    the uninterrupted one does, widths, weights, masks and sparsity."""
+    kw = dict(granularity='filter', compact=True, schedule='linear', sparsity=0.5)
+    full, sp_full = _learner(tmp_path/'full', **kw)
+    _fit(full)
+    learn, _ = _learner(tmp_path, SaveModelCallback(every_epoch=True, with_opt=True, fname='cckpt'), _Interrupt(RuntimeError), **kw)
+    with pytest.raises(RuntimeError, match='injected'): _fit(learn)
+    fresh, sp = _learner(tmp_path, **kw)
+    n_dense = sum(p.numel() for p in fresh.model.parameters())
+    fresh.load(f'cckpt_{STOP_EPOCH - 1}', with_opt=True)
+    assert sum(p.numel() for p in fresh.model.parameters()) < n_dense  # the checkpoint's widths
+    _fit(fresh, start_epoch=STOP_EPOCH)
+    got, ref = _state(fresh), _state(full)
+    assert {k: v.shape for k, v in got.items()} == {k: v.shape for k, v in ref.items()}
+    for k in ref: torch.testing.assert_close(got[k], ref[k], rtol=1e-4, atol=1e-5, msg=k)
+    assert sp.achieved_sparsity == pytest.approx(sp_full.achieved_sparsity) == pytest.approx(0.5, abs=0.02)

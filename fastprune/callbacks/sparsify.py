@@ -6,7 +6,7 @@
 __all__ = ['SparsifyCallback']
 
 # %% ../../nbs/30_sparsify_callback.ipynb #c003
-import math
+import math, weakref
 import torch
 from torch import nn
 from fastcore.basics import store_attr, patch
@@ -15,10 +15,11 @@ from fastai.callback.core import Callback
 from fastai.learner import ValueMetric
 from ..core.granularity import GRANULARITIES
 from ..core.criteria import large_final, _get_criterion
-from ..core.schedules import one_cycle, _get_schedule
-from ..sparsifier import Sparsifier, _check_sparsity, _check_round_to, _CONTEXTS, _rank0
+from ..core.schedules import one_cycle, one_shot, _get_schedule
+from ..sparsifier import Sparsifier, _check_sparsity, _check_round_to, _check_caps, _CONTEXTS, _rank0
+from ..budget import Budget, count_cost, check_budget, prune_to_budget
 from ..data import _example_input
-from ..surgery.edit import compact as _compact_model
+from ..surgery.edit import compact as _compact_model, resize_to
 from ..surgery.graph import trace
 
 # %% ../../nbs/30_sparsify_callback.ipynb #c005
@@ -69,43 +70,94 @@ class _MaskedTraining(_FitHooks):
     def after_step(self): self.sparsifier.apply_masks()   # weight decay and Adam updates cannot revive them
     def after_backward(self): self.sparsifier.accumulate_grads()  # for criteria that need gradients (a no-op otherwise)
 
+_RECORD = 'sparsify_record'  # root buffer: dense FLOPs, dense parameters, then per block set units removed and block size
+_RECORD_HOOKED = weakref.WeakKeyDictionary()  # model → its one `_before_load` hook
+
+def _before_load(module, sd, prefix, *args):
+    """Load pre-hook of a model the callback compacts: the model takes the checkpoint's widths (it may be from before or
+    after a compaction, e.g. `SaveModelCallback`'s best epoch); a checkpoint without a record keeps the model's."""
+    resize_to(module, sd, prefix)
+    if prefix + _RECORD not in sd: sd[prefix + _RECORD] = getattr(module, _RECORD).clone()
+
 class SparsifyCallback(_MaskedTraining):
-    "Prune `learn.model` while it trains, following `schedule` up to `sparsity`."
+    "Prune `learn.model` while it trains, following `schedule` up to `sparsity` or a cost `budget`."
     order, run_valid = 8, False  # before MixedPrecision (10) and GradientClip (11); before Recorder (50) for the column
 
-    def __init__(self, sparsity, # target: a float in [0, 1), or {layer name: sparsity}
+    def __init__(self, sparsity=None, # target: a float in [0, 1), or {layer name: sparsity}; or give `budget`
                  granularity='weight', # a name in `GRANULARITIES`
-                 context='local', # 'local' (each layer to the target) or 'global' (one ranking over all layers)
+                 context=None, # 'local' (each layer to the target) or 'global' (one ranking); None: global with a budget
                  criteria=large_final, # a `Criterion` or a name in `CRITERIA`
-                 schedule=one_cycle, # a `Schedule`, a factory or its name, or any `f(pct) -> fraction of target`
+                 schedule=None, # a `Schedule`, a factory or its name, or `f(pct) -> fraction`; None: one_cycle, one_shot with a budget
                  layer_type=(nn.Conv2d, nn.Linear), # layer class(es) to prune
                  exclude=None, # layer names kept dense; None: first and last layer for structured granularities
-                 compact=False, # after the last epoch, physically remove the pruned units
+                 compact=False, # remove pruned units physically at every mask update (and after the last epoch)
                  resolution=0.05, # recompute masks when the schedule's fraction grew by this much
-                 round_to=1): # structured granularities: kept units per layer (or group) a multiple of this
-        self.sparsity = _check_target(sparsity)
+                 round_to=1, # structured granularities: kept units per layer (or group) a multiple of this
+                 budget:Budget|None=None, # instead of `sparsity`: prune until the compacted net costs this
+                 max_layer_sparsity=None): # global ranking: cap per layer, float or {layer: cap}; None: 0.9 for units
+        if (sparsity is None) == (budget is None):
+            raise ValueError(f"sparsity={sparsity!r}, budget={budget!r}: give exactly one; valid: a sparsity target "
+                             f"(float or dict) or a Budget(flops=..., params=...)")
+        if budget is not None and not isinstance(budget, Budget):
+            raise TypeError(f"budget={budget!r} is not valid; valid: a Budget, e.g. Budget(flops=0.5)")
+        self.sparsity = None if sparsity is None else _check_target(sparsity)
         if granularity not in GRANULARITIES:
             raise ValueError(f"Unknown granularity {granularity!r}; valid: {sorted(GRANULARITIES)}")
+        context = context or ('global' if budget is not None else 'local')
         if context not in _CONTEXTS: raise ValueError(f"Unknown context {context!r}; valid: {list(_CONTEXTS)}")
         if not 0 < resolution <= 1: raise ValueError(f"resolution={resolution!r} is not valid; valid: a float in (0, 1]")
         if not isinstance(compact, bool): raise TypeError(f"compact={compact!r} is not valid; valid: True or False")
         self.round_to = _check_round_to(round_to, granularity)
-        self.criteria, self.schedule = _get_criterion(criteria), _get_schedule(schedule)
-        store_attr('granularity,context,layer_type,exclude,compact,resolution')
-        self.sparsifier, self.achieved_sparsity, self.target, self.compacted = None, None, 0., None
+        self.max_layer_sparsity = _check_caps(max_layer_sparsity)
+        self.criteria = _get_criterion(criteria)
+        self.schedule = _get_schedule(schedule or (one_shot if budget is not None else one_cycle))
+        store_attr('granularity,context,layer_type,exclude,compact,resolution,budget')
+        self.sparsifier, self.achieved_sparsity, self.target, self.compacted, self.cost = None, None, 0., None, None
 
     def _setup(self):
         "Build the `Sparsifier` (adopting masks already on the model); validate the target and, for `compact`, tracing."
         x = _example_input(self.learn)
         if self.compact: trace(self._net, x)  # an untraceable model fails now, not after training
         sp = Sparsifier(self._net, self.granularity, self.context, self.criteria, self.layer_type, self.exclude,
-                        example_input=x, round_to=self.round_to, attach=False)
+                        example_input=x, round_to=self.round_to, attach=False, max_layer_sparsity=self.max_layer_sparsity)
         self._check(sp)                      # bad settings fail before anything on the model changes
         self.sparsifier = sp.attach()
+        if self.compact or self.budget is not None: self._keep_record()
 
     def _check(self, sp):
-        "Raise if the not yet attached `sp` cannot do what this callback asks (here: reach its target)."
-        sp._targets(self.sparsity)
+        "Raise if the not yet attached `sp` cannot do what this callback asks (here: reach its target or budget)."
+        if self.budget is None: sp._targets(self.sparsity)
+        else: check_budget(sp, self.budget, _example_input(self.learn), self._reference())
+
+    def _reference(self):
+        "The dense network's cost: from the model's record once the callback kept one, else measured now."
+        rec = getattr(self._net, _RECORD, None)
+        if rec is not None: return dict(flops=rec[0].item(), params=rec[1].item())
+        return count_cost(self._net, _example_input(self.learn))
+
+    def _keep_record(self):
+        """Give the model its record (dense cost, what compaction removed), a buffer that checkpoints carry, or adopt
+        the one it has; the sparsifier takes the removed counts from it."""
+        net, sp = self._net, self.sparsifier
+        if getattr(net, _RECORD, None) is None or len(net._buffers[_RECORD]) != 2 + 2 * len(sp.blocks):
+            ref = self._reference()
+            net.register_buffer(_RECORD, torch.tensor([ref['flops'], ref['params']] + [0.] * len(sp.blocks)
+                                                      + [float(sp.reference_sizes[b.layers[0]]) for b in sp.blocks],
+                                                      dtype=torch.float64))
+        if net not in _RECORD_HOOKED: _RECORD_HOOKED[net] = net.register_load_state_dict_pre_hook(_before_load)
+        self._read_record()
+
+    def _read_record(self):
+        "The sparsifier takes what compaction removed from the model's record (after `learn.load`, from the checkpoint's)."
+        net, sp = self._net, self.sparsifier
+        if getattr(net, _RECORD, None) is None: return
+        units, sizes = net._buffers[_RECORD][2:].long().tolist(), len(sp.blocks)
+        sp.removed = {b.layers[0]: n for b, n in zip(sp.blocks, units[:sizes])}
+        sp.reference_sizes = {b.layers[0]: z for b, z in zip(sp.blocks, units[sizes:])}
+
+    def _write_record(self):
+        rec, sp = self._net._buffers[_RECORD], self.sparsifier
+        rec[2:2 + len(sp.blocks)] = torch.tensor([float(sp.removed.get(b.layers[0], 0)) for b in sp.blocks], dtype=torch.float64)
 
     def _sparsity_now(self): return self.sparsifier.achieved_sparsity
 
@@ -115,7 +167,7 @@ class SparsifyCallback(_MaskedTraining):
 
     def _target(self, frac):
         if isinstance(self.sparsity, dict): return {k: v * frac for k, v in self.sparsity.items()}
-        return self.sparsity * frac
+        return frac if self.budget is not None else self.sparsity * frac
 
     def _progress(self, pos=None):
         "0 at the first training batch, exactly 1 at the last one, consistent across resumed fits."
@@ -136,6 +188,8 @@ def after_create(self:SparsifyCallback): self._setup()
 def _fit_start(self:SparsifyCallback):
     if self.sparsifier is None or self.sparsifier.model is not self._net: self._setup()
     self.sparsifier._sync()                                    # the model as this run keeps it, whatever ran since
+    self._read_record()
+    self._drop_stale_opt_state()
     self._applied_step = None                                          # known at the first batch (a resumed fit starts later)
     self.sparsifier.apply_masks()                              # masks restored by `learn.load` hold from step one
     self._drop_metric()
@@ -154,24 +208,48 @@ def before_batch(self:SparsifyCallback):
     if 'grad' in self.criteria.needs and not self.sparsifier._has_grads(): return  # no gradients since last update
     if 'init' in self.criteria.needs and not self.sparsifier._has_moved(): return  # no step since the starting weights
     self.target = self._target(1. if step == 1 else self._schedule_frac(pos))
-    self.sparsifier.sparsify(self.target)
+    if self.budget is None: self.sparsifier.sparsify(self.target)
+    else: self.cost = prune_to_budget(self.sparsifier, self.budget, _example_input(self.learn), self._reference(), self.target)
     self.sparsifier.apply_masks()
     self._applied_step = step
+    if self.compact and self._net is self.model: self._compact()  # the rest of the fit trains the smaller net (not under DDP)
 
 @patch
 def _fit_end(self:SparsifyCallback, trained):
     self._drop_metric()
     if not trained: return
+    self.sparsifier._sync(); self._read_record()               # `SaveModelCallback` may have reloaded another width
     self.achieved_sparsity = self.sparsifier.achieved_sparsity
     if _rank0(): print(self.sparsifier.sparsity_report().to_string(index=False))  # one report under DDP
-    if self.compact: self._compact()
+    if self.compact:
+        self._compact()
+        n = sum(p.numel() for p in self.model.parameters())
+        if _rank0(): print(f"compact: removed {self.compacted} units; {n:,} parameters left")
+    if self.budget is not None: self._report_budget()
 
 @patch
 def _compact(self:SparsifyCallback):
     "Remove all-zero units with the surgery engine, slicing optimizer state and the sparsifier's buffers along."
-    x = _example_input(self.learn)
-    state = self.sparsifier.detach()                          # masks, starting weights, accumulated gradient terms
-    try: self.compacted = _compact_model(self._net, x, opt=self.opt, param_state=state)
-    finally: self.sparsifier.attach(*state)                   # at the new widths; all or nothing if compact failed
-    n = sum(p.numel() for p in self.model.parameters())
-    if _rank0(): print(f"compact: removed {self.compacted} units; {n:,} parameters left")
+    x, sp = _example_input(self.learn), self.sparsifier
+    state = sp.detach()                    # masks, starting weights, accumulated gradient terms
+    try: removed = _compact_model(self._net, x, opt=self.opt, param_state=state)
+    finally: sp.attach(*state)                                 # at the new widths; all or nothing if compact failed
+    if not removed: return
+    self.compacted = {k: (self.compacted or {}).get(k, 0) + removed.get(k, 0) for k in {**(self.compacted or {}), **removed}}
+    for b in sp.blocks: sp.removed[b.layers[0]] = sp.removed.get(b.layers[0], 0) + removed.get(b.layers[0], 0)
+    if getattr(self._net, _RECORD, None) is not None: self._write_record()
+
+@patch
+def _drop_stale_opt_state(self:SparsifyCallback):
+    "Forget optimizer state that no longer fits its parameter's shape (a checkpoint of another width loaded without it)."
+    opt = getattr(self.learn, 'opt', None)
+    if opt is None: return
+    for p, st in list(opt.state.items()):
+        if any(isinstance(v, torch.Tensor) and v.ndim and v.shape != p.shape for v in st.values()): opt.state[p] = {}
+
+@patch
+def _report_budget(self:SparsifyCallback):
+    "Print the budget asked and the cost reached, as fractions of the dense network's (measured on the model now)."
+    ref, now = self._reference(), count_cost(self._net, _example_input(self.learn))
+    self.cost = {k: now[k] / ref[k] for k in self.budget.limits}
+    if _rank0(): print(f"budget {self.budget!r}: reached " + ', '.join(f"{k} {v:.1%}" for k, v in self.cost.items()))
