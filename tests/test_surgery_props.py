@@ -11,22 +11,25 @@ def _bn(c, on): return nn.BatchNorm2d(c) if on else nn.Identity()
 
 class RandNet(nn.Module):
     """A tiny CNN: stem, then stages with optional grouped conv, depthwise-separable conv, residual add and concat branch; a
-    flatten or GAP head. `act` is ReLU, or Sigmoid, which turns zeroed channels into 0.5 (their removal is then inexact).
+    flatten or GAP head; `transposed`: the stages' convs are `ConvTranspose2d` (same shapes, weight dims 0 and 1 swapped).
+    `act` is ReLU, or Sigmoid, which turns zeroed channels into 0.5 (their removal is then inexact).
     `shared`: BatchNorm + PReLU + depthwise conv applied to the stage's channels and also to a fixed-width tensor made
     from the raw input (its output gates the stage), so the stage's channels cannot be removed."""
-    def __init__(self, widths, residual, concat, depthwise, grouped, bn, flatten_head, act=nn.ReLU, size=8, shared=False):
+    def __init__(self, widths, residual, concat, depthwise, grouped, bn, flatten_head, act=nn.ReLU, size=8, shared=False,
+                 transposed=False):
         super().__init__()
+        conv = nn.ConvTranspose2d if transposed else nn.Conv2d
         self.residual, self.concat, self.depthwise, self.flatten_head, self.shared = residual, concat, depthwise, flatten_head, shared
         self.stem = nn.Sequential(nn.Conv2d(3, widths[0], 3, padding=1), _bn(widths[0], bn), act())
         ni, self.stages = widths[0], nn.ModuleList()
         for i, w in enumerate(widths[1:]):
             s = nn.Module()
-            s.conv = nn.Sequential(nn.Conv2d(ni, w, 3, padding=1), _bn(w, bn), act())
-            if grouped and w % 2 == 0: s.conv.append(nn.Sequential(nn.Conv2d(w, w, 3, padding=1, groups=2), _bn(w, bn), nn.ReLU()))
-            if depthwise: s.dw = nn.Sequential(nn.Conv2d(w, 2*w, 3, padding=1, groups=w), _bn(2*w, bn), nn.ReLU6(), nn.Conv2d(2*w, w, 1))
-            if shared: s.width, s.follow = w, nn.Sequential(nn.BatchNorm2d(w), nn.PReLU(w), nn.Conv2d(w, w, 3, padding=1, groups=w))
-            if residual: s.short = nn.Identity() if ni == w else nn.Conv2d(ni, w, 1)
-            if concat: s.branch = nn.Conv2d(ni, 2 + i, 1)
+            s.conv = nn.Sequential(conv(ni, w, 3, padding=1), _bn(w, bn), act())
+            if grouped and w % 2 == 0: s.conv.append(nn.Sequential(conv(w, w, 3, padding=1, groups=2), _bn(w, bn), nn.ReLU()))
+            if depthwise: s.dw = nn.Sequential(conv(w, 2*w, 3, padding=1, groups=w), _bn(2*w, bn), nn.ReLU6(), conv(2*w, w, 1))
+            if shared: s.width, s.follow = w, nn.Sequential(nn.BatchNorm2d(w), nn.PReLU(w), conv(w, w, 3, padding=1, groups=w))
+            if residual: s.short = nn.Identity() if ni == w else conv(ni, w, 1)
+            if concat: s.branch = conv(ni, 2 + i, 1)
             self.stages.append(s)
             ni = w + (2 + i if concat else 0)
         self.head = nn.Linear(ni*size*size, 5) if flatten_head else nn.Sequential(nn.Linear(ni, 7), nn.ReLU(), nn.Linear(7, 5))
@@ -44,7 +47,7 @@ class RandNet(nn.Module):
 
 nets = st.builds(RandNet, widths=st.lists(st.integers(2, 6), min_size=1, max_size=4), residual=st.booleans(),
                  concat=st.booleans(), depthwise=st.booleans(), grouped=st.booleans(), bn=st.booleans(), flatten_head=st.booleans(),
-                 act=st.sampled_from([nn.ReLU, nn.Sigmoid]), shared=st.booleans())
+                 act=st.sampled_from([nn.ReLU, nn.Sigmoid]), shared=st.booleans(), transposed=st.booleans())
 
 def _randomize(m):
     "Random BatchNorm statistics and affine parameters, so eval mode is non-trivial."

@@ -42,7 +42,7 @@ def _kaiming(shape, like):
 def _apply_plan(t, plan, mode, init_scale=1.):
     """Index `t` along each planned dim. New positions: `mode='param'` uses the rec's init (kaiming*init_scale, 0 or 1),
     `'state'` zero, `'mask'` True for bool tensors and 0 otherwise."""
-    for dim in sorted(plan):
+    for dim in sorted(plan, key=lambda d: (plan[d][1] != 'kaiming', d)):  # sink dims last: new units' outgoing weights stay 0
         idx, init = plan[dim]
         it = idx.to(t.device)
         new = it < 0
@@ -318,11 +318,11 @@ def load_pruned(path, model_factory,
 def _set_size_attrs(m):
     "Set `m`'s size attributes (channels, features...) to what its resized tensors now hold."
     w = getattr(m, 'weight', None)
-    if isinstance(m, nn.modules.conv._ConvNd):
-        n_out = w.shape[1] * m.groups if m.transposed else w.shape[0]
-        if m.groups > 1 and m.groups == m.in_channels and not m.transposed:  # depthwise, `k` filters per channel
-            m.groups = n_out // (m.out_channels // m.in_channels)
-        m.out_channels, m.in_channels = n_out, (w.shape[0] if m.transposed else w.shape[1] * m.groups)
+    if isinstance(m, nn.modules.conv._ConvNd):  # weight dim 0: every output (every input if transposed), dim 1: per group
+        if m.groups > 1 and m.groups == m.in_channels:  # depthwise: one group per input channel, `k` outputs each
+            m.groups = w.shape[0] if m.transposed else w.shape[0] // (m.out_channels // m.in_channels)
+        n0, n1 = w.shape[0], w.shape[1] * m.groups
+        m.out_channels, m.in_channels = (n1, n0) if m.transposed else (n0, n1)
     elif isinstance(m, nn.Linear): m.out_features, m.in_features = w.shape
     elif isinstance(m, nn.modules.batchnorm._NormBase): m.num_features = (w if w is not None else m.running_mean).shape[0]
     elif isinstance(m, nn.GroupNorm): m.num_channels = w.shape[0]

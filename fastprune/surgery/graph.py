@@ -20,9 +20,10 @@ from torch.nn.utils.spectral_norm import SpectralNorm
 
 # %% ../../nbs/10_graph.ipynb #c007
 _CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
+_TCONVS = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)  # weight `[in, out // groups, *k]`, not `[out, in // groups, *k]`
 _CHANNEL_NORMS = (nn.modules.batchnorm._BatchNorm, nn.modules.instancenorm._InstanceNorm, nn.GroupNorm)
 _PLAIN_CONVS = {'Conv2dSame', 'Conv2dSameExport'}  # conv subclasses whose forward only changes the padding
-_KNOWN_LEAVES = _CONVS + (nn.Linear, nn.LayerNorm) + _CHANNEL_NORMS
+_KNOWN_LEAVES = _CONVS + _TCONVS + (nn.Linear, nn.LayerNorm) + _CHANNEL_NORMS
 
 def _timm_autowrap():
     "Functions timm registers as not traceable by fx (kept as opaque call nodes), if timm is in use."
@@ -332,29 +333,31 @@ class _Propagator(_ZeroFlow):
         for k, v in list(m.named_parameters(recurse=True)) + list(m.named_buffers(recurse=True)):
             yield k, v, self.names.get(id(v), f'{prefix}.{k}')
 
-    def slice_outputs(self, seg, m, prefix):
-        "Slice the rows of `m`'s tensors with its output channels `seg`: weight, bias, tensors shaped like the weight (a mask)."
+    def slice_outputs(self, segs, m, prefix, wdim=0, wsegs=None):
+        """Slice `m`'s tensors with its output channels `segs`: bias and other per-output tensors (a gain, a bias mask) along
+        dim 0, the weight and tensors shaped like it (a mask) along `wdim`, where the outputs sit at `wsegs` (default `segs`)."""
+        for s in (segs if wsegs is None else wsegs):
+            for name, kind, init in self.weight_like(m, prefix, 'source'): self.rec(s, name, wdim, kind, init)
+        C = getattr(m, 'out_channels', m.weight.shape[0])
         for k, v, name in self.param_names(m, prefix):
-            if not v.ndim: continue
-            if k in ('weight', 'bias'): self.rec(seg, name, 0, 'source', 'kaiming' if k == 'weight' else 'zero')
-            elif v.shape == m.weight.shape or v.dtype == torch.bool and v.shape[0] == m.weight.shape[0]:  # masks of weight, bias
-                self.rec(seg, name, 0, 'state', _grown_fill(v))
-            elif v.shape[0] == m.weight.shape[0]: self.rec(seg, name, 0, 'source', 'zero')  # e.g. a per-channel gain
-            else: self.bad([seg.gid], f"unknown parameter `{name}` of {type(m).__name__}")
+            if not v.ndim or k == 'weight' or v.shape == m.weight.shape: continue
+            if k == 'bias' or v.shape[0] == C:
+                for s in segs: self.rec(s, name, 0, 'state' if v.dtype == torch.bool else 'source', _grown_fill(v))
+            else: self.bad([s.gid for s in segs], f"unknown parameter `{name}` of {type(m).__name__}")
 
-    def weight_like(self, m, prefix):
-        "The weight of `m` (a sink) and every other tensor of `m` shaped like it, e.g. its mask (sliced alike, as state)."
+    def weight_like(self, m, prefix, kind='sink'):
+        "The weight of `m` (a `kind`) and every other tensor of `m` shaped like it, e.g. its mask (sliced alike, as state)."
         for k, v, name in self.param_names(m, prefix):
-            if k == 'weight': yield name, 'sink', 'zero'
+            if k == 'weight': yield name, kind, 'kaiming' if kind == 'source' else 'zero'
             elif v.shape == m.weight.shape: yield name, 'state', _grown_fill(v)
 
-    def read_channels(self, n, m, x, segs, width):
-        """Layer `m` at node `n` reads channels `segs` of `x` through dim 1 of its weight (`width` wide): slice it, check
+    def read_channels(self, n, m, x, segs, width, dim=1):
+        """Layer `m` at node `n` reads channels `segs` of `x` through dim `dim` of its weight (`width` wide): slice it, check
         the zeroed channels are zero there, and note the positions it reads at a fixed width (no group)."""
         for s in segs:
-            for name, kind, init in self.weight_like(m, n.target): self.rec(s, name, 1, kind, init)
+            for name, kind, init in self.weight_like(m, n.target): self.rec(s, name, dim, kind, init)
         self.weights_read(n, x, segs)
-        self.fixed_read(n, [(self.names[id(m.weight)], 1)], segs, width)
+        self.fixed_read(n, [(self.names[id(m.weight)], dim)], segs, width)
 
     def fixed_read(self, n, tensors, segs, width):
         "Node `n` reads `tensors` (`(name, dim)` pairs) over `[0, width)`: the positions `segs` leave uncovered at a fixed width."
@@ -383,12 +386,13 @@ class _Propagator(_ZeroFlow):
     # ---- modules
     def call_module(self, n):
         m, x = self.modules[n.target], n.args[0] if n.args else None
-        self.bad(self.args_deps(n), f"`{n.target}` at node {n.name} uses the number of channels")
+        if not isinstance(m, _TCONVS):  # a transposed conv's `output_size` (e.g. `skip.shape`): only its spatial sizes count
+            self.bad(self.args_deps(n), f"`{n.target}` at node {n.name} uses the number of channels")
         why = self.computed_weight(n, m)
-        if why and isinstance(m, _CONVS): return self.fixed_layer(n, x, why, m.out_channels)
+        if why and isinstance(m, _CONVS + _TCONVS): return self.fixed_layer(n, x, why, m.out_channels)
         if why and isinstance(m, nn.Linear): return self.fixed_layer(n, x, why, m.out_features, len(_shape(n)) - 1)
         if why: return self.opaque(n, why)
-        if isinstance(m, _CONVS): return self.conv(n, m, x)
+        if isinstance(m, _CONVS + _TCONVS): return self.conv(n, m, x)
         if isinstance(m, nn.Linear): return self.linear(n, m, x)
         if isinstance(m, _CHANNEL_NORMS): return self.norm(n, m, x, 1)
         if isinstance(m, nn.LayerNorm): return self.layernorm(n, m, x)
@@ -400,44 +404,46 @@ class _Propagator(_ZeroFlow):
         if isinstance(m, (nn.Softmax, nn.LogSoftmax, nn.Softmin)): return self.along_dim(n, x, m.dim)
         self.opaque(n)
 
-    def new_output_group(self, n, m, size, dim0_name):
-        "Start a group at the output of producer `m`: weight/bias rows and any other per-output parameter."
+    def new_output_group(self, n, m, size, dim0_name, wdim=0):
+        "Start a group at the output of producer `m`: weight (along `wdim`) and bias rows and any other per-output parameter."
         g = self.new_group(size, n.target)
         seg = _Seg(g, 0, 1, size)
-        self.slice_outputs(seg, m, n.target)
+        self.slice_outputs([seg], m, n.target, wdim)
         self.rec(seg, f'{n.target}#{dim0_name}', 0, 'attr', None)
         return g
 
     def conv(self, n, m, x):
-        a = self.A(x)
+        """Conv or transposed conv `m`. Weight dim 0 holds every channel of one side (a conv's outputs, a transposed conv's
+        inputs), dim 1 the in-group channels of the other: `od` is the weight dim of the outputs."""
+        a, od = self.A(x), int(m.transposed)
         if set(a) - {1}: self.bad(self.gids([x]), f"conv {n.target} reads a tensor with groups on non-channel dims")
         segs = a.get(1, [])
-        if type(m).forward not in (nn.Conv1d.forward, nn.Conv2d.forward, nn.Conv3d.forward) and type(m).__name__ not in _PLAIN_CONVS:
+        if type(m).forward not in {c.forward for c in _CONVS + _TCONVS} and type(m).__name__ not in _PLAIN_CONVS:
             for s in segs:  # e.g. weight standardisation: statistics over the input channels
                 self.inexact[self.find(s.gid)].append(f"{type(m).__name__} {n.target} transforms its weight over the input channels")
         self.nonzero[n] = {}  # a new group, or (depthwise, grouped) channels whose zeroed weights make them zero again
         if m.groups == 1:
-            self.read_channels(n, m, x, segs, m.in_channels)
+            self.read_channels(n, m, x, segs, m.in_channels, 1 - od)
             for s in segs: self.rec(s, f'{n.target}#in_channels', 0, 'attr', None)
-            g = self.new_output_group(n, m, m.out_channels, 'out_channels')
+            g = self.new_output_group(n, m, m.out_channels, 'out_channels', od)
             self.ann[n] = {1: [_Seg(g, 0, 1, m.out_channels)]}
         elif m.groups == m.in_channels and segs:  # depthwise (channel multiplier k = out/in)
             k = m.out_channels // m.in_channels
             out = [_Seg(s.gid, s.offset*k, s.inner*k, s.size) for s in segs]
-            for s in out:
-                self.slice_outputs(s, m, n.target)
-                self.rec(s, f'{n.target}#out_channels', 0, 'attr', None)
+            self.slice_outputs(out, m, n.target, 0, segs if od else out)  # weight dim 0: k outputs per input channel
+            for s in out: self.rec(s, f'{n.target}#out_channels', 0, 'attr', None)
             for s in segs:
                 for at in ('in_channels', 'groups'): self.rec(s, f'{n.target}#{at}', 0, 'attr', None)
             self.ann[n] = {1: out}
             self.follows_input(n, m, out, m.out_channels)
+            if od: self.follows_input(n, m, segs, m.in_channels)
         elif m.in_channels == m.out_channels and self.grouped_layout(segs, m.groups, m.in_channels):
-            self.grouped(n, m, self.A(x)[1])
+            self.grouped(n, m, od)
         else:
             why = (f"grouped convolution {n.target} (groups={m.groups})" if m.groups != m.in_channels else
                    f"depthwise convolution {n.target} reads a fixed-width input")
             self.fixed_layer(n, x, why, m.out_channels)
-            self.follows_input(n, m, [], m.out_channels)
+            for C in {m.out_channels, m.weight.shape[0]}: self.follows_input(n, m, [], C)  # bias, weight rows (inputs if transposed)
 
     def grouped_layout(self, segs, g, C):
         "Can channels `segs` feed a conv with `g` groups? Then they are refined to one unit per in-group index."
@@ -476,14 +482,15 @@ class _Propagator(_ZeroFlow):
             out.append(segs)
         return out
 
-    def grouped(self, n, m, segs):
-        "Grouped conv with in = out channels: in-group index u of every group is one unit, in and out alike."
+    def grouped(self, n, m, od):
+        """Grouped conv with in = out channels: in-group index u of every group is one unit, in and out alike: the refined
+        channels in weight dim 0 (outputs, or inputs if transposed: `od` = 1) and bias, column u in weight dim 1."""
         segs = self.A(n.args[0])[1]  # refined
-        col = _Seg(segs[0].gid, 0, 1, m.in_channels // m.groups)
+        col, C = [_Seg(segs[0].gid, 0, 1, m.in_channels // m.groups)], m.in_channels
+        self.slice_outputs(segs, m, n.target, od, col if od else segs)
         for s in segs:
-            self.slice_outputs(s, m, n.target)
             for at in ('in_channels', 'out_channels'): self.rec(s, f'{n.target}#{at}', 0, 'attr', None)
-        self.read_channels(n, m, n.args[0], [col], m.in_channels // m.groups)
+        self.read_channels(n, m, n.args[0], segs if od else col, C if od else C // m.groups, 1 - od)
         self.ann[n] = {1: list(segs)}
 
     def linear(self, n, m, x):
@@ -858,7 +865,7 @@ def _module_name(model, layer):
         raise TypeError(f"a layer is a submodule of the model or its qualified name (str), got {type(layer).__name__} {layer!r}")
     for k, m in model.named_modules():
         if m is layer: return k
-    layers = [k for k, m in model.named_modules() if isinstance(m, _CONVS + (nn.Linear,))]
+    layers = [k for k, m in model.named_modules() if isinstance(m, _CONVS + _TCONVS + (nn.Linear,))]
     raise ValueError(f"{type(layer).__name__} is not a submodule of the model; pass one of its own layers or a qualified "
                      f"name (as in `model.named_modules()`), e.g. {layers}")
 
