@@ -83,6 +83,8 @@ layer_type = arg([(nn.Conv2d, nn.Linear), nn.Conv2d, [nn.Linear]], [nn.LSTM, (nn
 exclude = arg([None, ['fc2'], 'stack0.0.conv', ['stack0']], [['nope'], 'fc9', ['stack0.0.conv', 'fc1', 'stack1.0.conv', 'fc2']])
 schedule = arg([*SCHEDULES, SCHEDULES['agp'], SCHEDULES['iterative'](2), lambda p: p], ['bogus', 3, None])
 resolution = arg([0.05, 0.5, 1.], [0., -0.1, 1.5, nan])
+cb_context = arg(['local', 'global', None], ['glob', 1])  # the callback's None: global with a budget, else local
+cb_schedule = arg([*SCHEDULES, SCHEDULES['agp'], SCHEDULES['iterative'](2), lambda p: p, None], ['bogus', 3])  # None: by target
 pct = st.sampled_from([-0.5, 0., 0.2, 0.5, 1., 1.5, nan])
 
 # ---- Sparsifier, sparsify -----------------------------------------------------------------------------------------
@@ -105,7 +107,7 @@ def test_fuzz_sparsify(s):
 
 # ---- callbacks --------------------------------------------------------------------------------------------------
 @FUZZ
-@given(s=sparsity, g=granularity, c=context, cr=criteria, sc=schedule, r=resolution)
+@given(s=sparsity, g=granularity, c=cb_context, cr=criteria, sc=cb_schedule, r=resolution)
 def test_fuzz_sparsify_callback(s, g, c, cr, sc, r):
     _call(SparsifyCallback, dict(sparsity=s, granularity=g, context=c, criteria=cr, schedule=sc, resolution=r))
 
