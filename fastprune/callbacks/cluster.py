@@ -33,19 +33,28 @@ def _check_kw_values(kw, what):
     for k, check in _KW_CHECKS[what].items():
         if k in kw: check(kw[k], f'{what}[{k!r}]')
 
+def _show(m):
+    "A module as an error message names it: its repr, or its class for a container (whose repr spans lines)"
+    return f"{type(m).__name__}(...)" if next(m.children(), None) is not None else repr(m)
+
 def _check_layers(layers):
-    "`layers` as None or a non-empty list of layer names (one name is accepted)."
+    "`layers` as None or a non-empty list of layer names and/or modules (one name is accepted); modules resolve at setup."
     if layers is None: return None
+    if isinstance(layers, nn.Module):  # containers (`nn.Sequential`, `nn.ModuleList`) included: they iterate
+        raise ValueError(f"layers={_show(layers)} is a single module; pass a list of conv layers, e.g. layers=[module] "
+                         f"or layers=list(container)")
     names = [layers] if isinstance(layers, str) else list(layers) if isinstance(layers, Iterable) else []
-    if not names or not all(isinstance(l, str) for l in names):
-        raise ValueError(f"layers={layers!r} must be None or a non-empty list of conv layer names")
+    if not names:
+        raise ValueError(f"layers={layers!r} must be None or a non-empty list of conv layer names or nn.Conv2d modules")
+    bad = [l for l in names if not isinstance(l, (str, nn.Module))]
+    if bad: raise ValueError(f"layers entries {bad!r} are not valid; valid: conv layer names (str) or the model's nn.Conv2d modules")
     return names
 
 class ClusterPruneCallback(SparsifyCallback):
     "Prune conv layers one at a time for filter variety: cluster their filters' signatures, keep each cluster's best"
     def __init__(self, sparsity:float, # share of the filters to remove from each pruned layer, in [0, 1)
                  criteria=large_final, # a `Criterion` or a name in `CRITERIA`: picks the filter kept in each cluster
-                 layers=None, # conv layer names, pruned in model order; None: those the `Sparsifier` selects
+                 layers=None, # a list of conv layer names and/or the model's `nn.Conv2d` modules, pruned in model order; None: those the `Sparsifier` selects
                  schedule=one_shot, # fraction of a layer's target along its own segment of the fit
                  encoder=None, # see `encode_signatures`: None (cached AlexNet weights), a weights path or a module
                  render_kw:dict=None, # arguments of `filter_signatures` (size, steps, lr, transforms...)
@@ -62,12 +71,29 @@ class ClusterPruneCallback(SparsifyCallback):
 # %% ../../nbs/34_cluster_callback.ipynb #c008
 def _conv_names(model): return [n for n, m in model.named_modules() if isinstance(m, nn.Conv2d)]
 
+def _resolve_layers(model, layers):
+    "Qualified names (deduplicated, in order) of `layers`, names or modules of `model` found by identity; all Conv2d."
+    mods, convs = list(model.named_modules()), _conv_names(model)
+    names = []
+    for l in layers:
+        if isinstance(l, nn.Module):
+            name = next((n for n, m in mods if m is l), None)
+            if name is None:
+                raise ValueError(f"layers entry {_show(l)} is not a submodule of the model; its conv layers: {convs}")
+            l = name
+        names.append(l)
+    bad = [n for n in dict.fromkeys(names) if n not in convs]
+    if bad:
+        kinds = dict(mods)
+        what = ', '.join(f"{n!r}: {type(kinds[n]).__name__ if n in kinds else 'no such module'}" for n in bad)
+        raise ValueError(f"layers {bad} are not Conv2d layers of the model ({what}); its conv layers: {convs}")
+    return list(dict.fromkeys(names))
+
 @patch
 def _setup(self:ClusterPruneCallback):
     convs = _conv_names(self._net)
     if self.layers is not None:
-        bad = [l for l in self.layers if l not in convs]
-        if bad: raise ValueError(f"layers {bad} are not Conv2d layers of the model; its conv layers: {convs}")
+        self.layers = _resolve_layers(self._net, self.layers)  # names from here on: no module references kept
         self.exclude = [n for n in convs if n not in self.layers]
     SparsifyCallback._setup(self)
 
