@@ -86,7 +86,9 @@ def test_taylor_resume_is_bit_identical(tmp_path, granularity, context):
         assert sp.sparsifier._has_grads() and 0 < sp.sparsifier.achieved_sparsity < 0.6  # mid-accumulation, mid-schedule
         if drop_sums: sp.sparsifier._reset_grads()
         _fit(fresh, start_epoch=STOP_EPOCH)
-        assert sp.achieved_sparsity == pytest.approx(0.6, abs=0.02)
+        sps = sp.sparsifier  # global ranking of whole blocks lands within half the largest block of the target
+        half_block = max(b.block_size(sps) for b in sps.blocks) / 2 / sps._n_weights()
+        assert sp.achieved_sparsity == pytest.approx(0.6, abs=max(0.02, half_block))
         return _state(fresh)
 
     _assert_equal_states(resumed(drop_sums=False), _state(full))
