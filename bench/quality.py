@@ -22,10 +22,11 @@ Each dense starting accuracy is printed.
 Methods (`--methods`, short names first):
 - dense: dense control, the dense net trained the same epochs (target-independent: one set of runs per net);
 - fp-default: fastprune defaults, `SparsifyCallback(budget=Budget(flops=1/target), granularity='filter', compact=True)`
-  (with a budget the defaults are the global context and the one-shot schedule, compacting at once);
-- fp-global / fp-local: fastprune best, `SparsifyCallback(budget=..., granularity='filter', compact=True,
-  schedule=one_shot(start_pct=0), context='global' | 'local')` plus `KnowledgeDistillationCallback(teacher='snapshot')`
-  (a frozen copy of the dense net teaches); 'global' is what the default context does under a budget;
+  (with a budget the defaults are the local context, every layer losing the same share of its lowest-L1 filters,
+  and the one-shot schedule at the start of the fit, compacting at once);
+- fp-global / fp-local: the same with `context='global' | 'local'` plus `KnowledgeDistillationCallback(teacher=
+  'snapshot')` (a frozen copy of the dense net teaches). "fastprune best" in the targets is whichever of the three
+  fastprune rows has the highest mean accuracy on that net and target;
 - tp-local / tp-global: Torch-Pruning `MagnitudePruner` with `GroupMagnitudeImportance(p=1)` (group L1), one-shot, the
   classifier left whole, `global_pruning=False | True`. Torch-Pruning has no FLOPs budget: the `pruning_ratio` is
   found by bisection (14 steps) on deep copies of the dense net as the smallest ratio whose pruned copy runs and keeps
@@ -56,7 +57,7 @@ resnet56, 3.3 ms on resnet20 and 2.6 ms on the VGG net when the machine is other
 valid images per class (4,000 / 2,000) a dense 3-epoch fine-tune is about 2 min (resnet56), 40 s and 30 s; measured
 with 2 workers while other jobs also ran (load average ~4): 231 s, 78 s and 48 s. The 3 nets x 2 targets x 8 methods
 with the seeds above are 111 runs, about 30 dense 3-epoch fine-tunes' worth per net (pruned nets train cheaper;
-fastprune best also runs the teacher; fasterai trains dense), i.e. about an hour on 2 idle cores (about 1.5 h on a
+the KD rows also run the teacher; fasterai trains dense), i.e. about an hour on 2 idle cores (about 1.5 h on a
 busy machine), plus about 4 min the first time to prepare the dense nets. The runs are spread over `--workers`
 processes (default 2) of ONE thread each, taken from one queue in a fixed order, net by net (resnet56 first) and
 seed by seed, with the methods interleaved, so every method's runs share the machine with the same kind of
@@ -99,8 +100,8 @@ from fastprune.deploy import _l1_units
 from fastprune.core.schedules import one_shot
 
 NETS = ('resnet56', 'resnet20', 'vgg')  # the order the runs are queued in (longest first)
-METHODS = {'dense': 'dense control', 'fp-default': 'fastprune defaults', 'fp-global': 'fastprune best, global',
-           'fp-local': 'fastprune best, local', 'tp-local': 'Torch-Pruning L1, local',
+METHODS = {'dense': 'dense control', 'fp-default': 'fastprune defaults (local)', 'fp-global': 'fastprune global + KD',
+           'fp-local': 'fastprune local + KD', 'tp-local': 'Torch-Pruning L1, local',
            'tp-global': 'Torch-Pruning L1, global', 'tp-groupnorm': 'Torch-Pruning GroupNorm, one-shot',
            'fasterai': 'fasterai filter, local'}
 ONE_SEED = ('tp-groupnorm', 'fasterai')  # run with the first seed only
@@ -367,29 +368,38 @@ def summary(net, target, res):
     acc = {m: mean_acc(rs) for m, rs in res.items()}
     lines = []
     def verdict(ok): return 'n/a (a row failed)' if ok is None else 'met' if ok else 'NOT met'
-    best, default, local = acc.get('fp-global'), acc.get('fp-default'), acc.get('fp-local')
+    fps = {m: acc[m] for m in ('fp-default', 'fp-global', 'fp-local') if acc.get(m) is not None}
+    fb = max(fps, key=fps.get) if fps else None
+    best, default, glob, local = fps.get(fb), acc.get('fp-default'), acc.get('fp-global'), acc.get('fp-local')
     reach = {m: mean_of(res[m], 'flops') for m in res if m in PEERS and acc.get(m) is not None}
     peers = {m: a for m, a in acc.items() if m in PEERS and a is not None and reach[m] >= 0.97 * target}
     short = [METHODS[m] for m in reach if m not in peers]
     bp = max(peers, key=peers.get) if peers else None
     ok = None if best is None or bp is None else best >= peers[bp]
-    lines.append(f"(a) fastprune best {best if best is None else f'{best:.2f}'} >= best peer "
+    lines.append(f"(a) fastprune best ({METHODS.get(fb)}) {best if best is None else f'{best:.2f}'} >= best peer "
                  + (f"{METHODS[bp]} {peers[bp]:.2f}" if bp else 'none') + f": {verdict(ok)}"
                  + (f"  [peers short of {target}x FLOPs, not compared: {', '.join(short)}]" if short else ''))
     ok = None if best is None or default is None else default >= best - 0.5
     lines.append(f"(b) fastprune defaults {default if default is None else f'{default:.2f}'} within 0.5 of best: {verdict(ok)}")
-    ok = None if best is None or local is None else best >= local - 0.5
-    lines.append(f"(c) global {best if best is None else f'{best:.2f}'} within 0.5 of local "
+    ok = None if glob is None or local is None else glob >= local - 0.5
+    lines.append(f"(c) global {glob if glob is None else f'{glob:.2f}'} within 0.5 of local "
                  f"{local if local is None else f'{local:.2f}'}: {verdict(ok)}")
     tps = {m: acc[m] for m in ('tp-local', 'tp-global', 'tp-groupnorm') if acc.get(m) is not None}
     tpb = max(tps, key=tps.get) if tps else None
-    tb, tt = mean_of(res.get('fp-global', []), 'secs'), tpb and mean_of(res[tpb], 'secs')
+    tb, tt = fb and mean_of(res[fb], 'secs'), tpb and mean_of(res[tpb], 'secs')
     ok = None if tb is None or not tt else tb <= tt
     td = mean_of(res.get('fp-default', []), 'secs')
-    lines.append(f"(d) fastprune best fine-tune time <= 1.0x Torch-Pruning's (best TP row"
+    lines.append(f"(d) fastprune best ({METHODS.get(fb)}) fine-tune time <= 1.0x Torch-Pruning's (best TP row"
                  + (f", {METHODS[tpb]}): {tb / tt:.2f}x" if tb is not None and tt else ')') + f": {verdict(ok)}"
-                 + (f"  [fastprune defaults, without distillation: {td / tt:.2f}x]" if td is not None and tt else ''))
+                 + (f"  [fastprune defaults: {td / tt:.2f}x]" if td is not None and tt and fb != 'fp-default' else ''))
     return [f"{net} {target}x: " + l for l in lines]
+
+def log_tables(log, net, targets, methods, seeds, dense, res):
+    "One table per FLOPs target for `net`: a row per method."
+    for target in targets:
+        log('', f"{net}, {target}x fewer FLOPs (dense {100 * dense['acc']:.2f} %)",
+            f"{'method':<36}{'accuracy %':<24}{'FLOPs':>8}{'params':>9}{'time s':>9}  note")
+        for m in methods: log(fmt_row(METHODS[m], res[(net, None if m == 'dense' else target, m)], seeds))
 
 # ---------------------------------------------------------------- main
 class _Log:
@@ -435,17 +445,14 @@ def main(quick=False, nets=NETS, targets=(2, 3), methods=tuple(METHODS), seeds=3
             how = 'from scratch, 8 epochs' if net == 'vgg' else f'{dense_epochs} dense fine-tune epochs'
             log(f"dense {net}: {start}{100 * d['acc']:.2f} % after {how} at lr {DENSE_LR[net]:g}"
                 + (' (cached)' if d['cached'] else f" ({d['secs']:.0f} s)"))
-        res = {}
-        for task, r in zip(tasks, ex.map(run_one, tasks)): res.setdefault(task[:3], []).append(r)
-    for net in nets:
-        for target in targets:
-            log('', f"{net}, {target}x fewer FLOPs (dense {100 * dense[net]['acc']:.2f} %)",
-                f"{'method':<36}{'accuracy %':<24}{'FLOPs':>8}{'params':>9}{'time s':>9}  note")
-            cell = {m: res[(net, None if m == 'dense' else target, m)] for m in methods}
-            for m in methods: log(fmt_row(METHODS[m], cell[m], seeds))
-    log('', 'Issue targets: (a) fastprune best (global) accuracy >= the best peer that reaches the FLOPs target '
+        res, left = {}, {net: sum(t[0] == net for t in tasks) for net in nets}
+        for task, r in zip(tasks, ex.map(run_one, tasks)):  # each net's tables as soon as its runs are done
+            res.setdefault(task[:3], []).append(r)
+            left[task[0]] -= 1
+            if not left[task[0]]: log_tables(log, task[0], targets, methods, seeds, dense[task[0]], res)
+    log('', 'Issue targets: (a) fastprune best (the best of its three rows) accuracy >= the best peer that reaches the FLOPs target '
             '(mean over seeds); (b) fastprune defaults within 0.5 point of fastprune best; (c) global within 0.5 point '
-            'of local; (d) fastprune best fine-tune time <= 1.0x the best Torch-Pruning row\'s (mean)')
+            'of local (both with KD); (d) fastprune best fine-tune time <= 1.0x the best Torch-Pruning row\'s (mean)')
     for net in nets:
         for target in targets:
             log(*summary(net, target, {m: res[(net, target, m)] for m in methods if m != 'dense'}))

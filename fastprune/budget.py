@@ -111,20 +111,13 @@ def prune_to_budget(sparsifier, # attached `Sparsifier` over coupling groups (e.
                     reference:dict|None=None, # `count_cost` of the dense network; default: the model as it is now
                     frac:float=1.)->dict: # how far towards the budget: 0 dense, 1 the whole budget
     """Prune units until the compacted network costs at most `budget.at(frac)` of `reference`: in the global context
-    in `global_order`, in the local context the same share of every block set. Returns the cost it will have."""
+    in `global_order`, in the local context in `local_order` (the same share of every block set). Returns the
+    cost it will have."""
     reference = reference or count_cost(sparsifier.model, example_input)
     cost, limits = check_budget(sparsifier, budget, example_input, reference), {k: v * reference[k] for k, v in budget.at(frac).items()}
     now = torch.tensor([int(b.pruned(sparsifier).sum()) for b in sparsifier.blocks])
-    if sparsifier.context == 'global':
-        sets, _ = sparsifier.global_order()
-        counts = lambda i: (now + torch.bincount(sets[:i], minlength=len(now))).tolist()
-        i = _least(len(sets), lambda i: _fits(cost(sparsifier.rounded(counts(i))), limits))
-        chosen = counts(i)
-    else:  # the least sparsity, on a 1/1000 grid, whose local counts fit
-        grid = [min(j / 1000, 0.999) for j in range(1000)]
-        j = _least(len(grid) - 1, lambda j: _fits(cost(sparsifier.rounded(sparsifier.local_counts(grid[j]))), limits))
-        if j is None: raise ValueError(f"{budget!r} cannot be reached with the same share of every layer (local context); "
-                                       f"valid: context='global'")
-        chosen = sparsifier.local_counts(grid[j])
+    sets, _ = sparsifier.global_order() if sparsifier.context == 'global' else sparsifier.local_order()
+    counts = lambda i: (now + torch.bincount(sets[:i], minlength=len(now))).tolist()
+    chosen = counts(_least(len(sets), lambda i: _fits(cost(sparsifier.rounded(counts(i))), limits)))
     sparsifier.prune_counts(chosen)
     return cost(sparsifier.rounded(chosen))

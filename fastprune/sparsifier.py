@@ -437,10 +437,22 @@ def max_pruned(self:Sparsifier)->list:
     return [self._max_pruned(b, cap) for b, cap in zip(self.blocks, self._caps(None))]
 
 @patch
-def local_counts(self:Sparsifier, sparsity:float)->list:
-    "Per block set, the blocks pruned after `sparsify(sparsity)` in the local context (with those pruned already)."
-    s = _check_sparsity(sparsity)
-    return [max(self._n_pruned(b, s), int(b.pruned(self).sum())) for b in self.blocks]
+def local_order(self:Sparsifier):
+    """The blocks the local context prunes next, in order, within the caps (`max_layer_sparsity`): each set's
+    lowest-scored blocks first, the sets taking turns by the share of their blocks (before compaction) each would
+    have lost, so that after any prefix every set has lost the same share to within one block: `(set index, block
+    index)` tensors into `blocks`."""
+    self._sync()
+    sets, idx, shares = [], [], []
+    for i, (b, cap) in enumerate(zip(self.blocks, self._caps(None))):
+        p = b.pruned(self)
+        n_free = max(0, self._max_pruned(b, cap) - int(p.sum()))
+        idx.append(b.scores(self).float().masked_fill(p, math.inf).argsort(stable=True)[:n_free])
+        sets.append(torch.full((n_free,), i))
+        lost = self.removed.get(b.layers[0], 0) + int(p.sum())
+        shares.append((lost + torch.arange(1, n_free + 1)) / self._n_reference(b))
+    order = torch.cat(shares).argsort(stable=True)
+    return torch.cat(sets)[order], torch.cat(idx)[order]
 
 @patch
 def rounded(self:Sparsifier, counts)->list:

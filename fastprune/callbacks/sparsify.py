@@ -85,7 +85,7 @@ class SparsifyCallback(_MaskedTraining):
 
     def __init__(self, sparsity=None, # target: a float in [0, 1), or {layer name: sparsity}; or give `budget`
                  granularity='weight', # a name in `GRANULARITIES`
-                 context=None, # 'local' (each layer to the target) or 'global' (one ranking); None: global with a budget
+                 context='local', # 'local' (each layer the same share) or 'global' (one ranking over all layers)
                  criteria=large_final, # a `Criterion` or a name in `CRITERIA`
                  schedule=None, # a `Schedule`, a factory or its name, or `f(pct) -> fraction`; None: one_cycle, one_shot with a budget
                  layer_type=(nn.Conv2d, nn.Linear), # layer class(es) to prune
@@ -94,7 +94,7 @@ class SparsifyCallback(_MaskedTraining):
                  resolution=0.05, # recompute masks when the schedule's fraction grew by this much
                  round_to=1, # structured granularities: kept units per layer (or group) a multiple of this
                  budget:Budget|None=None, # instead of `sparsity`: prune until the compacted net costs this
-                 max_layer_sparsity=None): # global ranking: cap per layer, float or {layer: cap}; None: 0.9 for units
+                 max_layer_sparsity=None): # cap per layer (global ranking, budgets), float or {layer: cap}; None: 0.9 for units
         if (sparsity is None) == (budget is None):
             raise ValueError(f"sparsity={sparsity!r}, budget={budget!r}: give exactly one; valid: a sparsity target "
                              f"(float or dict) or a Budget(flops=..., params=...)")
@@ -103,7 +103,6 @@ class SparsifyCallback(_MaskedTraining):
         self.sparsity = None if sparsity is None else _check_target(sparsity)
         if granularity not in GRANULARITIES:
             raise ValueError(f"Unknown granularity {granularity!r}; valid: {sorted(GRANULARITIES)}")
-        context = context or ('global' if budget is not None else 'local')
         if context not in _CONTEXTS: raise ValueError(f"Unknown context {context!r}; valid: {list(_CONTEXTS)}")
         if not 0 < resolution <= 1: raise ValueError(f"resolution={resolution!r} is not valid; valid: a float in (0, 1]")
         if not isinstance(compact, bool): raise TypeError(f"compact={compact!r} is not valid; valid: True or False")
