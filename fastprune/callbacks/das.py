@@ -12,6 +12,7 @@ from torch import nn
 from functools import partial
 from fastcore.basics import store_attr
 from fastai.callback.core import Callback
+from fastai.optimizer import Optimizer, OptimWrapper, Lookahead
 from torch.nn.parallel import DistributedDataParallel
 from ..data import _example_input
 from ..surgery.graph import trace, group_of, Group, _module_name
@@ -54,7 +55,24 @@ def _unit_norms(rows, regularizer):
         return torch.where(sq > 0, sq.clamp_min(1e-30).sqrt(), torch.zeros_like(sq))  # subgradient 0 at 0
     return sum(r.abs().sum(1) for r in rows)
 
+def _unit_view(p, rec):
+    "`p`'s entries in slice `rec`, units along dim 0, as a view of `p` (an in-place edit of it edits `p`)."
+    return p.movedim(rec.dim, 0)[rec.offset: rec.offset + rec.size*rec.inner]
+
+def _shrink(slices, t, regularizer):
+    """Proximal step of `regularizer` with per-unit threshold `t`, in place: soft-threshold every parameter (L1
+    penalties) or every unit's L2 norm ('group_l21'); whatever `t` covers becomes exactly zero."""
+    if regularizer == 'group_l21':
+        norms = _unit_norms([Group.unit_rows(p, r) for p, r in slices], regularizer)
+        scale = torch.where(norms > t, 1 - t / norms.clamp_min(1e-30), torch.zeros_like(norms))
+    for p, r in slices:
+        v = _unit_view(p, r)
+        per_unit = lambda x: x.repeat_interleave(r.inner).view(-1, *[1] * (v.ndim - 1))
+        if regularizer == 'group_l21': v.mul_(per_unit(scale))
+        else: v.copy_(v.sign() * (v.abs() - per_unit(t)).clamp_min(0))
+
 def _index(j): return j  # default f(j) = j, a named function so that the callback pickles
+def _one(j): return 1     # 'l1' and 'group_l21' weigh every unit alike
 
 def _weights(n, weight_fn, device):
     "`f(1..n)` as a tensor, checked non-decreasing."
@@ -106,27 +124,48 @@ def _history_of(net) -> _History:
     return hist
 
 # %% ../../nbs/33_das_callback.ipynb #c012
+_ALPHA = dict(proximal=3e-2, loss=2e-5)  # default alpha per penalty_mode (see "Why a proximal step")
+_PENALTY_MODES = tuple(_ALPHA)
+_LR_STEPS = ('sgd_step', 'adam_step', 'radam_step', 'qhadam_step', 'rms_prop_step')  # fastai steps of lr × a direction
+_TORCH_OPTS = (torch.optim.SGD, torch.optim.Adam, torch.optim.AdamW, torch.optim.RMSprop)
+
+def _check_followable(opt):
+    "Raise unless every step of `opt` moves each weight by its group's `lr` times a direction (so a prox step can follow)."
+    if isinstance(opt, OptimWrapper):
+        ok, what = isinstance(opt.opt, _TORCH_OPTS), type(opt.opt).__name__
+    else:
+        steps = [getattr(c, 'func', c).__name__ for c in getattr(opt, 'cbs', [])]
+        ok = isinstance(opt, Optimizer) and not isinstance(opt, Lookahead) and any(s in _LR_STEPS for s in steps)
+        what = f"{type(opt).__name__} with steps {steps}"
+    if not ok: raise ValueError(
+        f"penalty_mode='proximal' cannot follow the optimizer {what}: its step is not lr × a direction per weight "
+        f"(a trust ratio, lookahead or unknown rule rescales it); valid: fastai's SGD, Adam, RAdam, QHAdam, RMSProp, "
+        f"torch's SGD, Adam, AdamW, RMSprop (through OptimWrapper), or penalty_mode='loss'")
+
 class DASGrowPruneCallback(_FitHooks):
     "Dynamic auto-sizing: grow tiny units before each epoch, penalise high-index units, prune those below `tau` after"
     order, run_valid = 8, False
 
-    def __init__(self, alpha:float=2e-5, # strength of the penalty
+    def __init__(self, alpha:float|None=None, # strength of the penalty; default 3e-2 ('proximal'), 2e-5 ('loss', the paper's)
                  tau:float=1e-3, # pruning threshold, and init scale of new units
                  growth_pct:float=0.2, # each epoch a layer of n units grows by max(round(n*growth_pct), min_growth)
                  min_growth:int=20, # minimum number of new units per layer and epoch
                  weight_fn=None, # non-decreasing f(j) (j 1-based) weighting unit j in 'weighted_l1'; default f(j)=j
                  layers=None, # names/modules of the layers to auto-size; default every conv/linear but the output
                  static_after:int|None=None, # from this epoch on: no growth, no pruning, no penalty
-                 regularizer:str|None='weighted_l1'): # 'weighted_l1', 'l1', 'group_l21' or None
+                 regularizer:str|None='weighted_l1', # 'weighted_l1', 'l1', 'group_l21' or None
+                 penalty_mode:str='proximal'): # 'proximal': soft-threshold after each step; 'loss': add to the loss
         def bad(name, val, valid): raise ValueError(f"{name}={val!r} is not valid; valid: {valid}")
-        _check_finite(tau, 'tau', positive=True); _check_finite(alpha, 'alpha'); _check_finite(growth_pct, 'growth_pct')
+        _check_finite(tau, 'tau', positive=True); _check_finite(growth_pct, 'growth_pct')
+        if alpha is not None: _check_finite(alpha, 'alpha')
         _check_int(min_growth, 'min_growth', minimum=0); _check_int(static_after, 'static_after', minimum=0, allow_none=True)
         if regularizer not in _REGULARIZERS: bad('regularizer', regularizer, list(_REGULARIZERS))
+        if penalty_mode not in _PENALTY_MODES: bad('penalty_mode', penalty_mode, list(_PENALTY_MODES))
         if weight_fn is not None and not callable(weight_fn): bad('weight_fn', weight_fn, 'None or a callable f(j)')
         if layers is not None and (isinstance(layers, (str, nn.Module)) or not len(layers)):
             bad('layers', layers, 'None or a non-empty list of layer names/modules')
-        store_attr('alpha,tau,growth_pct,min_growth,layers,static_after,regularizer')
-        self.weight_fn = weight_fn or _index
+        store_attr('tau,growth_pct,min_growth,layers,static_after,regularizer,penalty_mode')
+        self.weight_fn, self.alpha = weight_fn or _index, _ALPHA[penalty_mode] if alpha is None else alpha
         self.skipped, self.penalty, self._grown, self._resizer, self._hist = {}, None, None, None, _History()
 
     @property
@@ -154,7 +193,7 @@ class DASGrowPruneCallback(_FitHooks):
         for k in self.sizing:
             g, own = group_of(graph, k), {id(p) for p in self._net.get_submodule(k).parameters(recurse=False)}
             self._slices[k] = [(params[r.name], r) for r in g.slices('source') if r.name in params and id(params[r.name]) in own]
-            self._w[k] = _weights(g.size, self.weight_fn, self._xb.device)
+            self._w[k] = _weights(g.size, self.weight_fn if self.regularizer == 'weighted_l1' else _one, self._xb.device)
 
     def _rows(self, k): return [Group.unit_rows(p, r) for p, r in self._slices[k]]
 
@@ -177,7 +216,12 @@ class DASGrowPruneCallback(_FitHooks):
     def after_create(self): self._hist = _history_of(self._net)  # hooks on the model before any `learn.load`
     def _train_start(self): self._setup()
 
+    @property
+    def _penalising(self): return self.active and self.regularizer is not None and bool(self.alpha)
+
     def _setup(self):
+        if self.penalty_mode == 'proximal' and self.regularizer is not None and self.alpha and self.opt is not None:
+            _check_followable(self.opt)  # (a `_setup` called outside a fit has no optimizer to check)
         self._xb = _example_input(self.learn)
         self.sizing, self.skipped = _auto_layers(self._net, trace(self._net, self._xb), self.layers)
         self._refresh()
@@ -215,30 +259,37 @@ class DASGrowPruneCallback(_FitHooks):
         "The current penalty (a differentiable scalar)"
         total = torch.zeros((), device=self._xb.device)
         if self.regularizer is None or not self.alpha: return total
-        for k in self.sizing:
-            norms = _unit_norms(self._rows(k), self.regularizer)
-            total = total + (norms @ self._w[k] if self.regularizer == 'weighted_l1' else norms.sum())
+        for k in self.sizing: total = total + _unit_norms(self._rows(k), self.regularizer) @ self._w[k]
         return self.alpha * total
 
     def after_loss(self):
-        if not self.active or self.regularizer is None or not self.alpha: return
+        if not self._penalising or self.penalty_mode != 'loss': return
         pen = self.penalty_value()
         self.learn.loss_grad = self.loss_grad + pen
         self.learn.loss = self.loss + pen.detach()
         self.penalty = pen.detach()
 
+    def after_step(self):
+        "'proximal': the penalty's proximal step, a soft threshold of `lr · alpha · f(j)` on unit j's incoming params (`lr` of the layer weight's group)"
+        if not self._penalising or self.penalty_mode != 'proximal': return
+        lrs = {id(p): h['lr'] for ps, h in zip(self.opt.param_lists, self.opt.hypers) for p in ps}
+        with torch.no_grad():
+            for k, slices in self._slices.items(): _shrink(slices, lrs[id(slices[0][0])] * self.alpha * self._w[k], self.regularizer)
+
+    def unit_max(self) -> dict:
+        "`{layer: tensor}`: every unit's largest incoming parameter in absolute value (what `below_tau` compares)"
+        with torch.no_grad(): return {k: torch.stack([r.abs().amax(1) for r in self._rows(k)]).amax(0) for k in self.sizing}
+
     def below_tau(self) -> dict:
         "`{layer: indices}` of units whose incoming params are all below `tau` (at least one unit kept per layer)"
         res = {}
-        with torch.no_grad():
-            for k in self.sizing:
-                mx = torch.stack([r.abs().amax(1) for r in self._rows(k)]).amax(0)
-                if not torch.isfinite(mx).all():  # NaN < tau is False: a diverged layer would never shrink
-                    raise ValueError(f"layer {k!r}: its incoming parameters hold NaN or Inf (training diverged; "
-                                     f"lower the learning rate); no unit was pruned")
-                idx = (mx < self.tau).nonzero().flatten()
-                if len(idx) == len(mx): idx = idx[idx != mx.argmax()]
-                if len(idx): res[k] = idx.tolist()
+        for k, mx in self.unit_max().items():
+            if not torch.isfinite(mx).all():  # NaN < tau is False: a diverged layer would never shrink
+                raise ValueError(f"layer {k!r}: its incoming parameters hold NaN or Inf (training diverged; "
+                                 f"lower the learning rate); no unit was pruned")
+            idx = (mx < self.tau).nonzero().flatten()
+            if len(idx) == len(mx): idx = idx[idx != mx.argmax()]
+            if len(idx): res[k] = idx.tolist()
         return res
 
     def after_train(self):
