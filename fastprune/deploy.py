@@ -13,7 +13,8 @@ import torch
 from torch import nn
 from .models import _check_int, _check_ints, _check_finite, _check_path, _check_runs, _eval_mode  # the argument checkers of the package
 from .report import _accuracy, _batch_of, _device_of  # one definition each, shared with the report
-from .surgery.graph import trace, _CONVS
+from .surgery.graph import trace
+from .surgery.module_rules import CONVS as _CONVS
 
 # %% auto #0
 __all__ = ['OnnxExport', 'export_onnx', 'fold_bn', 'quantize_linear_dynamic', 'accuracy_change', 'Int8Export', 'quantize_static',

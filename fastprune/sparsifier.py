@@ -14,7 +14,9 @@ import pandas as pd
 from fastcore.basics import patch
 from .core.granularity import GRANULARITIES, _granularity_dims, _unit_dim, _block_view, _block_expand
 from .core.criteria import large_final, _get_criterion
-from .surgery.graph import trace, Group, _CONVS, _dedup
+from .surgery.graph import trace
+from .surgery.groups import Group, dedup as _dedup
+from .surgery.module_rules import CONVS as _CONVS
 
 # %% ../nbs/23_sparsifier.ipynb #c006
 def _owner(model, qualname):

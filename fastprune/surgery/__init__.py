@@ -1,3 +1,5 @@
-"The filter-surgery engine: coupling groups (`graph`) and exact removal/growth of units (`edit`), on plain `nn.Module`s"
+"The filter-surgery engine: coupling groups (`graph`, with its rule registries in `rules`) and exact removal/growth of units (`edit`), on plain `nn.Module`s"
+from .groups import *
+from .rules import *
 from .graph import *
 from .edit import *

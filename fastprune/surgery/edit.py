@@ -9,16 +9,17 @@ __all__ = ['prune_units', 'grow_units', 'compact', 'save_pruned', 'load_pruned',
 import math
 from collections import defaultdict
 import numpy as np, torch, torch.nn as nn
-from .graph import trace, group_of, Group, _module_name
+from .groups import Group, SizeAttr
+from .graph import trace, group_of, _module_name
 from ..models import _check_int
 
 # %% ../../nbs/11_surgery.ipynb #c006
 def _plans(edits, lengths):
-    """`edits`: list of `(rec, removed_channels, n_new)`. Returns `{name: {dim: (index tensor, init)}}` where -1 marks
-    a new position; `lengths[(name, dim)]` is the current length of that dim."""
+    """`edits`: list of `(rec, removed_channels, n_new)`. Returns `{name: {dim: (index tensor, init)}}` (or, for
+    `SizeAttr`s, `{module: {attr: ...}}`) where -1 marks a new position; `lengths[rec.key]` is the current length."""
     removed, inserts, inits = defaultdict(list), defaultdict(dict), {}
     for r, rm, new in edits:
-        key = (r.name, r.dim)
+        key = r.key
         if len(rm): removed[key].append((torch.as_tensor(rm)[:, None] * r.inner + r.offset + torch.arange(r.inner)).flatten())
         if new: inserts[key][r.offset + r.size*r.inner] = new*r.inner
         inits[key] = r.init if r.kind in ('source', 'state') else 'zero'
@@ -88,30 +89,28 @@ def _tensors(model):
     return dict(model.named_parameters()) | dict(model.named_buffers())
 
 def _lengths(model, recs):
-    "Current length of every (tensor or `module#attr`, dim) that `recs` touch."
-    tensors = _tensors(model)
-    mods = dict(model.named_modules())
+    "Current length of everything `recs` touch, by `key`: a (tensor, dim) or a (module, size attribute)."
+    tensors, mods = _tensors(model), dict(model.named_modules())
     res = {}
     for r in recs:
-        if '#' in r.name:
-            mod, at = r.name.split('#'); v = getattr(mods[mod], at)
-            res[(r.name, r.dim)] = v[0] if isinstance(v, tuple) else v
-        else: res[(r.name, r.dim)] = tensors[r.name].shape[r.dim]
+        if isinstance(r, SizeAttr):
+            v = getattr(mods[r.module], r.attr); res[r.key] = v[0] if isinstance(v, tuple) else v
+        else: res[r.key] = tensors[r.name].shape[r.dim]
     return res
 
 def _edit(model, edits, opt=None, param_state=(), init_scale=1.):
     "Apply `edits` (list of `(rec, removed, n_new)`) to `model`, `opt` and `param_state`, all or nothing."
-    plans = _plans(edits, _lengths(model, [e[0] for e in edits]))
+    lengths = _lengths(model, [e[0] for e in edits])
+    plans = _plans([e for e in edits if not isinstance(e[0], SizeAttr)], lengths)
     tensors = _tensors(model)
     mods = dict(model.named_modules())
     # 1. compute everything (nothing modified yet)
     new_t, new_attr = {}, {}
+    for mod, attrs in _plans([e for e in edits if isinstance(e[0], SizeAttr)], lengths).items():
+        for at, (idx, _) in attrs.items():
+            old = getattr(mods[mod], at)
+            new_attr[(mod, at)] = (len(idx),) + tuple(old[1:]) if isinstance(old, tuple) else len(idx)
     for name, plan in plans.items():
-        if '#' in name:
-            mod, at = name.split('#'); old = getattr(mods[mod], at)
-            n = len(plan[0][0])
-            new_attr[(mod, at)] = (n,) + tuple(old[1:]) if isinstance(old, tuple) else n
-            continue
         old = tensors[name]
         data = _apply_plan(old.detach(), plan, 'param', init_scale)
         if isinstance(old, nn.Parameter):
@@ -215,7 +214,7 @@ def prune_units(model:nn.Module, # edited in place
     "Remove output units of layers and everything coupled to them, in place; raises before touching anything"
     graph = trace(model, example_input)
     edits = [(r, idx, 0) for g, asked in _resolve(model, graph, units, 'remove')
-             for idx in [_check_indices(g, asked)] if idx for r in g._recs]
+             for idx in [_check_indices(g, asked)] if idx for r in g.recs]
     return _edit(model, edits, opt, param_state)
 
 # %% ../../nbs/11_surgery.ipynb #c014
@@ -235,7 +234,7 @@ def grow_units(model:nn.Module, # edited in place
         ns = {_check_int(n, f'counts[{a!r}]', minimum=0) for a, n in asked}
         if len(ns) > 1: raise ValueError(f"coupled layers {[a for a, _ in asked]} were asked for different counts {sorted(ns)}")
         n = ns.pop()
-        edits += [(r, (), n) for r in g._recs] if n else []
+        edits += [(r, (), n) for r in g.recs] if n else []
     return _edit(model, edits, opt, param_state, init_scale)
 
 # %% ../../nbs/11_surgery.ipynb #c016
@@ -247,7 +246,7 @@ def _dead_units(tensors, g, kinds=('source', 'sink')):
     "Indices of units of `g` whose params of one of `kinds` are all zero: 'source' (identically zero), 'sink' (unused)."
     dead = torch.zeros(g.size, dtype=torch.bool)
     for kind in kinds:
-        recs = [r for r in g._recs if r.kind == kind]
+        recs = g.slices(kind)
         if recs: dead |= ~torch.stack([_channel_nonzero(tensors[r.name], r) for r in recs]).any(0)
     idx = dead.nonzero().flatten().tolist()
     return idx[1:] if len(idx) == g.size else idx  # keep at least one unit
@@ -265,7 +264,7 @@ def compact(model:nn.Module, # edited in place
         kinds = ('source', 'sink') if g.exact or inexact else ('sink',) if g.exact_unused else ()
         idx = _dead_units(tensors, g, kinds)
         if not idx: continue
-        edits += [(r, idx, 0) for r in g._recs]
+        edits += [(r, idx, 0) for r in g.recs]
         summary.update({p: len(idx) for p in g.producers})
     _edit(model, edits, opt, param_state)
     return summary
@@ -275,8 +274,7 @@ def _zero_units(model, units, example_input):
     graph, tensors = trace(model, example_input), _tensors(model)
     with torch.no_grad():
         for layer, idx in units.items():
-            for r in group_of(graph, _module_name(model, layer))._recs:
-                if r.kind != 'source': continue
+            for r in group_of(graph, _module_name(model, layer)).slices('source'):
                 x = tensors[r.name].movedim(r.dim, 0)
                 for c in idx: x[r.offset + c*r.inner: r.offset + (c+1)*r.inner] = 0
     return model
