@@ -11,7 +11,6 @@ from collections import defaultdict
 import torch
 from torch import nn
 import pandas as pd
-from fastcore.basics import patch
 from .core.granularity import GRANULARITIES, _granularity_dims, _unit_dim, _block_view, _block_expand
 from .core.criteria import large_final, _get_criterion
 from .surgery.graph import trace
@@ -211,6 +210,36 @@ def _check_caps(caps):
         return {k: _check_cap(v, f'max_layer_sparsity[{k!r}]') for k, v in caps.items()}
     return _check_cap(caps)
 
+def _new_buffer(kind, p, given, existing):
+    "The `<param>_<kind>` buffer for parameter `p`: a copy of `given`, else the `existing` buffer, else a fresh one."
+    if given is not None: return given.detach().to(p.device, torch.bool if kind == 'mask' else p.dtype, copy=True)
+    if existing is not None: return existing
+    return torch.ones_like(p, dtype=torch.bool) if kind == 'mask' else _EXTRAS[kind][1](p)
+
+def _distributed():
+    "True inside a `torch.distributed` process group of more than one rank."
+    dist = torch.distributed
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+def _from_rank0(tensors):
+    "Under `torch.distributed`, every rank takes rank 0's `tensors` (in place): ranks never diverge (e.g. `random` scores)"
+    if not _distributed(): return
+    for t in tensors:
+        b = t.to(torch.uint8) if t.dtype == torch.bool else t  # gloo broadcasts no bools
+        torch.distributed.broadcast(b, 0)
+        if b is not t: t.copy_(b.bool())
+
+def _rank0():
+    "True on rank 0 of a `torch.distributed` run, or outside one."
+    return not _distributed() or torch.distributed.get_rank() == 0
+
+def _object_from_rank0(obj):
+    "Rank 0's picklable `obj` on every rank (`obj` itself outside `torch.distributed`)."
+    if not _distributed(): return obj
+    box = [obj]
+    torch.distributed.broadcast_object_list(box, src=0)
+    return box[0]
+
 class Sparsifier:
     "Compute, apply and report pruning masks of `model`'s `layer_type` layers."
     def __init__(self, model:nn.Module,
@@ -274,448 +303,375 @@ class Sparsifier:
         return (f"Sparsifier({self.granularity!r}, {self.context!r}, {self.criterion.name!r}, "
                 f"{len(self.blocks)} block sets, sparsity {self.achieved_sparsity:.1%})")
 
-# %% ../nbs/23_sparsifier.ipynb #c014
-def _new_buffer(kind, p, given, existing):
-    "The `<param>_<kind>` buffer for parameter `p`: a copy of `given`, else the `existing` buffer, else a fresh one."
-    if given is not None: return given.detach().to(p.device, torch.bool if kind == 'mask' else p.dtype, copy=True)
-    if existing is not None: return existing
-    return torch.ones_like(p, dtype=torch.bool) if kind == 'mask' else _EXTRAS[kind][1](p)
+    def attach(self, masks=None, # {param name: bool mask}; default: keep existing buffers or all-True
+               init=None, # {weight name: starting weight}; default: keep existing or the current weights
+               grad_acc=None): # {weight name: accumulated gradient term}; default: keep existing or zeros
+        "Register masks and what the criterion needs, no more, as buffers `<param>_mask` / `_init` / `_grad_acc` on their layers."
+        given = dict(mask=masks or {}, init=init or {}, grad_acc=grad_acc or {})
+        kinds = ['mask'] + [k for k, (need, _) in _EXTRAS.items() if need in self.criterion.needs]
+        for k in given:
+            if given[k] and k not in kinds:
+                raise ValueError(f"{k}=... was given, but criterion {self.criterion.name!r} keeps no `_{k}` buffers; "
+                                 f"valid: {k}=None, or a criterion that needs {_EXTRAS[k][0]!r}")
+        if self._widths_changed(): self._build_blocks()              # surgery resized the layers: trace their groups again
+        entries = [(p, *_owner(self.model, p)) for b in self.blocks for p in b.mask_params]  # (name, module, attr)
+        scored = set(self._scored)  # the scored weights are masked parameters too
+        for k, names in dict(mask=[e[0] for e in entries], init=scored, grad_acc=scored).items():
+            if set(given[k]) - set(names):
+                raise ValueError(f"{sorted(set(given[k]) - set(names))} get no `_{k}` buffer from this sparsifier; "
+                                 f"valid: {sorted(names)}")
+        bufs = {}  # (module, buffer name) → tensor, all made and checked before the model is touched
+        for pname, mod, attr in entries:
+            p = getattr(mod, attr)
+            for k in kinds if pname in scored else ['mask']:
+                t = bufs[mod, f'{attr}_{k}'] = _new_buffer(k, p, given[k].get(pname), mod._buffers.get(f'{attr}_{k}'))
+                if t.shape != p.shape:
+                    raise ValueError(f"{pname}_{k} has shape {tuple(t.shape)}, {pname} has {tuple(p.shape)}; valid: that shape")
+        for _, mod, attr in entries:                                   # another criterion's buffers go (not kept, not saved)
+            for k in _EXTRAS:
+                if k not in kinds: mod._buffers.pop(f'{attr}_{k}', None)
+        for (mod, name), t in bufs.items(): mod.register_buffer(name, t); _hook_loading(mod)
+        self._entries, self._cache = entries, {}
+        self._scored_entries = [e for e in entries if e[0] in scored]  # used every batch
+        with torch.no_grad():
+            for b in self.blocks: b.write(self, b.pruned(self))        # a block is pruned whole or kept whole
+        self._shapes = {(mod, attr): getattr(mod, attr).shape for _, mod, attr in entries}  # kept by `detach`
+        self._attached = [(mod, n, mod._buffers.get(n)) for _, mod, attr in entries
+                          for n in [f'{attr}_mask'] + [f'{attr}_{k}' for k in _EXTRAS]]
+        return self
 
-@patch
-def attach(self:Sparsifier, masks=None, # {param name: bool mask}; default: keep existing buffers or all-True
-           init=None, # {weight name: starting weight}; default: keep existing or the current weights
-           grad_acc=None): # {weight name: accumulated gradient term}; default: keep existing or zeros
-    "Register masks and what the criterion needs, no more, as buffers `<param>_mask` / `_init` / `_grad_acc` on their layers."
-    given = dict(mask=masks or {}, init=init or {}, grad_acc=grad_acc or {})
-    kinds = ['mask'] + [k for k, (need, _) in _EXTRAS.items() if need in self.criterion.needs]
-    for k in given:
-        if given[k] and k not in kinds:
-            raise ValueError(f"{k}=... was given, but criterion {self.criterion.name!r} keeps no `_{k}` buffers; "
-                             f"valid: {k}=None, or a criterion that needs {_EXTRAS[k][0]!r}")
-    if self._widths_changed(): self._build_blocks()              # surgery resized the layers: trace their groups again
-    entries = [(p, *_owner(self.model, p)) for b in self.blocks for p in b.mask_params]  # (name, module, attr)
-    scored = set(self._scored)  # the scored weights are masked parameters too
-    for k, names in dict(mask=[e[0] for e in entries], init=scored, grad_acc=scored).items():
-        if set(given[k]) - set(names):
-            raise ValueError(f"{sorted(set(given[k]) - set(names))} get no `_{k}` buffer from this sparsifier; "
-                             f"valid: {sorted(names)}")
-    bufs = {}  # (module, buffer name) → tensor, all made and checked before the model is touched
-    for pname, mod, attr in entries:
-        p = getattr(mod, attr)
-        for k in kinds if pname in scored else ['mask']:
-            t = bufs[mod, f'{attr}_{k}'] = _new_buffer(k, p, given[k].get(pname), mod._buffers.get(f'{attr}_{k}'))
-            if t.shape != p.shape:
-                raise ValueError(f"{pname}_{k} has shape {tuple(t.shape)}, {pname} has {tuple(p.shape)}; valid: that shape")
-    for _, mod, attr in entries:                                   # another criterion's buffers go (not kept, not saved)
-        for k in _EXTRAS:
-            if k not in kinds: mod._buffers.pop(f'{attr}_{k}', None)
-    for (mod, name), t in bufs.items(): mod.register_buffer(name, t); _hook_loading(mod)
-    self._entries, self._cache = entries, {}
-    self._scored_entries = [e for e in entries if e[0] in scored]  # used every batch
-    with torch.no_grad():
-        for b in self.blocks: b.write(self, b.pruned(self))        # a block is pruned whole or kept whole
-    self._shapes = {(mod, attr): getattr(mod, attr).shape for _, mod, attr in entries}  # kept by `detach`
-    self._attached = [(mod, n, mod._buffers.get(n)) for _, mod, attr in entries
-                      for n in [f'{attr}_mask'] + [f'{attr}_{k}' for k in _EXTRAS]]
-    return self
+    def _widths_changed(self):
+        "True when a masked parameter's shape differs from the one it had at the last `attach` (surgery resized it)."
+        return any(getattr(mod, attr).shape != shape for (mod, attr), shape in self._shapes.items())
 
-@patch
-def _widths_changed(self:Sparsifier):
-    "True when a masked parameter's shape differs from the one it had at the last `attach` (surgery resized it)."
-    return any(getattr(mod, attr).shape != shape for (mod, attr), shape in self._shapes.items())
+    def _sync(self):
+        """Re-`attach` when the model's buffers are not those `attach` left (surgery resized them, the model moved to another
+        device, another sparsifier attached to these layers); True if it did."""
+        if all(mod._buffers.get(n) is t for mod, n, t in self._attached): return False
+        self.attach()
+        return True
 
-@patch
-def _sync(self:Sparsifier):
-    """Re-`attach` when the model's buffers are not those `attach` left (surgery resized them, the model moved to another
-    device, another sparsifier attached to these layers); True if it did."""
-    if all(mod._buffers.get(n) is t for mod, n, t in self._attached): return False
-    self.attach()
-    return True
+    def detach(self):
+        "Remove the buffers and hooks the sparsifier put on the model; returns `(masks, init, grad_acc)` dicts."
+        masks, extras = self.masks, {kind: {} for kind in _EXTRAS}
+        for pname in masks:
+            mod, attr = _owner(self.model, pname)
+            del mod._buffers[attr + '_mask']
+            for kind, got in extras.items():
+                if f'{attr}_{kind}' in mod._buffers: got[pname] = mod._buffers.pop(f'{attr}_{kind}')
+            _unhook_loading(mod)
+        self._cache, self._entries, self._scored_entries, self._attached = {}, [], [], []
+        return masks, extras['init'], extras['grad_acc']
 
-@patch
-def detach(self:Sparsifier):
-    "Remove the buffers and hooks the sparsifier put on the model; returns `(masks, init, grad_acc)` dicts."
-    masks, extras = self.masks, {kind: {} for kind in _EXTRAS}
-    for pname in masks:
-        mod, attr = _owner(self.model, pname)
-        del mod._buffers[attr + '_mask']
-        for kind, got in extras.items():
-            if f'{attr}_{kind}' in mod._buffers: got[pname] = mod._buffers.pop(f'{attr}_{kind}')
-        _unhook_loading(mod)
-    self._cache, self._entries, self._scored_entries, self._attached = {}, [], [], []
-    return masks, extras['init'], extras['grad_acc']
+    def reset(self):
+        "Unprune everything (all-True masks) and take the current weights as the starting weights."
+        self._sync()
+        with torch.no_grad():
+            for m in self.masks.values(): m.fill_(True)
+            if 'init' in self.criterion.needs:
+                for _, mod, attr in self._scored_entries: getattr(mod, attr + '_init').copy_(getattr(mod, attr))
+        self._reset_grads()
+        return self
 
-@patch
-def reset(self:Sparsifier):
-    "Unprune everything (all-True masks) and take the current weights as the starting weights."
-    self._sync()
-    with torch.no_grad():
-        for m in self.masks.values(): m.fill_(True)
-        if 'init' in self.criterion.needs:
-            for _, mod, attr in self._scored_entries: getattr(mod, attr + '_init').copy_(getattr(mod, attr))
-    self._reset_grads()
-    return self
+    def _block_scores(self, layer, dims):
+        "Criterion scores of `layer`'s weight blocks; ValueError, before any mask changes, when they cannot rank them."
+        mod = _owner(self.model, f'{layer}.weight')[0]
+        w, w0, g = mod.weight.detach(), getattr(mod, 'weight_init', None), getattr(mod, 'weight_grad_acc', None)
+        if 'grad' in self.criterion.needs and not self._has_grads():
+            raise ValueError(f"Criterion {self.criterion.name!r} needs gradients: call accumulate_grads() after "
+                             f"backward passes before sparsify()")
+        s = self.criterion.block_scores(w, dims, w0, g)
+        if not torch.isfinite(s).all():
+            raise ValueError(f"layer {layer!r}: its weights or gradients hold NaN or Inf, so criterion "
+                             f"{self.criterion.name!r} cannot rank them; no mask was changed")
+        if 'init' in self.criterion.needs and bool((s == s[0]).all()) and not self._has_moved():
+            raise ValueError(f"Criterion {self.criterion.name!r} scores every block of layer {layer!r} alike: no weight has "
+                             f"moved from its starting weight yet, so it could only prune by position; no mask was changed. "
+                             f"Train between attach()/reset() and sparsify() (with a callback: start pruning later, "
+                             f"e.g. schedule=one_shot(start_pct=0.1))")
+        return s
 
-# %% ../nbs/23_sparsifier.ipynb #c016
-@patch
-def _block_scores(self:Sparsifier, layer, dims):
-    "Criterion scores of `layer`'s weight blocks; ValueError, before any mask changes, when they cannot rank them."
-    mod = _owner(self.model, f'{layer}.weight')[0]
-    w, w0, g = mod.weight.detach(), getattr(mod, 'weight_init', None), getattr(mod, 'weight_grad_acc', None)
-    if 'grad' in self.criterion.needs and not self._has_grads():
-        raise ValueError(f"Criterion {self.criterion.name!r} needs gradients: call accumulate_grads() after "
-                         f"backward passes before sparsify()")
-    s = self.criterion.block_scores(w, dims, w0, g)
-    if not torch.isfinite(s).all():
-        raise ValueError(f"layer {layer!r}: its weights or gradients hold NaN or Inf, so criterion "
-                         f"{self.criterion.name!r} cannot rank them; no mask was changed")
-    if 'init' in self.criterion.needs and bool((s == s[0]).all()) and not self._has_moved():
-        raise ValueError(f"Criterion {self.criterion.name!r} scores every block of layer {layer!r} alike: no weight has "
-                         f"moved from its starting weight yet, so it could only prune by position; no mask was changed. "
-                         f"Train between attach()/reset() and sparsify() (with a callback: start pruning later, "
-                         f"e.g. schedule=one_shot(start_pct=0.1))")
-    return s
+    def _targets(self, sparsity):
+        "[(block set, sparsity)] for a float or a {layer name: sparsity} dict, validated."
+        if not isinstance(sparsity, dict):
+            s = _check_sparsity(sparsity)
+            return [(b, s) for b in self.blocks]
+        pruned_layers = [n for b in self.blocks for n in b.layers]
+        for n, s in sparsity.items():
+            if n not in pruned_layers:
+                why = f"is not pruned ({self.notes[n]})" if n in self.notes else 'does not exist'
+                raise ValueError(f"sparsity dict: layer {n!r} {why}; valid: {pruned_layers}")
+            _check_sparsity(s, f'sparsity[{n!r}]')
+        return [(b, max(float(sparsity[n]) for n in b.layers if n in sparsity))
+                for b in self.blocks if any(n in sparsity for n in b.layers)]
 
-@patch
-def _targets(self:Sparsifier, sparsity):
-    "[(block set, sparsity)] for a float or a {layer name: sparsity} dict, validated."
-    if not isinstance(sparsity, dict):
-        s = _check_sparsity(sparsity)
-        return [(b, s) for b in self.blocks]
-    pruned_layers = [n for b in self.blocks for n in b.layers]
-    for n, s in sparsity.items():
-        if n not in pruned_layers:
-            why = f"is not pruned ({self.notes[n]})" if n in self.notes else 'does not exist'
-            raise ValueError(f"sparsity dict: layer {n!r} {why}; valid: {pruned_layers}")
-        _check_sparsity(s, f'sparsity[{n!r}]')
-    return [(b, max(float(sparsity[n]) for n in b.layers if n in sparsity))
-            for b in self.blocks if any(n in sparsity for n in b.layers)]
+    def _caps(self, caps, missing=None):
+        """Per block set, the largest fraction of its units global ranking may prune: from `caps`, a float or {layer: cap}
+        (a set takes the lowest of its layers'; sets not named get `missing`), always within `max_layer_sparsity`."""
+        default = _DEFAULT_CAP if all(b.is_units for b in self.blocks) else 1.
+        def per_set(c, missing):
+            if c is None: return [default] * len(self.blocks)
+            if not isinstance(c, dict): return [c] * len(self.blocks)
+            names = [n for b in self.blocks for n in b.layers]
+            bad = [n for n in c if n not in names]
+            if bad: raise ValueError(f"max_layer_sparsity: {bad} are not pruned layers; valid: {names}")
+            return [min((c[n] for n in b.layers if n in c), default=missing) for b in self.blocks]
+        return [min(a, b) for a, b in zip(per_set(self.max_layer_sparsity, default), per_set(caps, missing))]
 
-@patch
-def _caps(self:Sparsifier, caps, missing=None):
-    """Per block set, the largest fraction of its units global ranking may prune: from `caps`, a float or {layer: cap}
-    (a set takes the lowest of its layers'; sets not named get `missing`), always within `max_layer_sparsity`."""
-    default = _DEFAULT_CAP if all(b.is_units for b in self.blocks) else 1.
-    def per_set(c, missing):
-        if c is None: return [default] * len(self.blocks)
-        if not isinstance(c, dict): return [c] * len(self.blocks)
-        names = [n for b in self.blocks for n in b.layers]
-        bad = [n for n in c if n not in names]
-        if bad: raise ValueError(f"max_layer_sparsity: {bad} are not pruned layers; valid: {names}")
-        return [min((c[n] for n in b.layers if n in c), default=missing) for b in self.blocks]
-    return [min(a, b) for a, b in zip(per_set(self.max_layer_sparsity, default), per_set(caps, missing))]
+    def _global_target(self, sparsity, targets):
+        "(share of the weights to prune, per-set caps): a float is one target; a dict prunes what it sums to, each layer within its value."
+        if not isinstance(sparsity, dict): return targets[0][1], self._caps(None)
+        weights = {b: self._n_reference(b) * self._reference_size(b) for b, _ in targets}
+        total = sum(s * weights[b] for b, s in targets) / self._n_weights()
+        return total, self._caps(sparsity, missing=0.)
 
-@patch
-def _global_target(self:Sparsifier, sparsity, targets):
-    "(share of the weights to prune, per-set caps): a float is one target; a dict prunes what it sums to, each layer within its value."
-    if not isinstance(sparsity, dict): return targets[0][1], self._caps(None)
-    weights = {b: self._n_reference(b) * self._reference_size(b) for b, _ in targets}
-    total = sum(s * weights[b] for b, s in targets) / self._n_weights()
-    return total, self._caps(sparsity, missing=0.)
+    def _ranking(self, caps):
+        """Scores of the blocks of all block sets, one tensor, comparable across sets (`normalize`): -inf where a block is
+        already pruned, +inf where pruning it would take its set beyond its cap; and the sets' lengths."""
+        out = []
+        for b, cap in zip(self.blocks, caps):
+            s, p = b.scores(self).float(), b.pruned(self)
+            if self.normalize == 'mean': s = s / (s[~p].abs().sum() / self._n_reference(b)).clamp_min(1e-12)
+            k_max = max(self._max_pruned(b, cap), int(p.sum()))
+            s = s.masked_fill(p, -math.inf)
+            s[s.argsort(stable=True)[k_max:]] = math.inf
+            out.append(s)
+        return torch.cat(out), [len(s) for s in out]
 
-@patch
-def _ranking(self:Sparsifier, caps):
-    """Scores of the blocks of all block sets, one tensor, comparable across sets (`normalize`): -inf where a block is
-    already pruned, +inf where pruning it would take its set beyond its cap; and the sets' lengths."""
-    out = []
-    for b, cap in zip(self.blocks, caps):
-        s, p = b.scores(self).float(), b.pruned(self)
-        if self.normalize == 'mean': s = s / (s[~p].abs().sum() / self._n_reference(b)).clamp_min(1e-12)
-        k_max = max(self._max_pruned(b, cap), int(p.sum()))
-        s = s.masked_fill(p, -math.inf)
-        s[s.argsort(stable=True)[k_max:]] = math.inf
-        out.append(s)
-    return torch.cat(out), [len(s) for s in out]
+    def _max_pruned(self, b, cap):
+        "Most blocks of set `b`, as it is now, that a `cap` on its share (of the blocks before compaction) lets be pruned."
+        n0 = self._n_reference(b)
+        return max(0, min(math.floor(cap * n0 + 1e-9), n0 - b.min_kept) - self.removed.get(b.layers[0], 0))
 
-@patch
-def _max_pruned(self:Sparsifier, b, cap):
-    "Most blocks of set `b`, as it is now, that a `cap` on its share (of the blocks before compaction) lets be pruned."
-    n0 = self._n_reference(b)
-    return max(0, min(math.floor(cap * n0 + 1e-9), n0 - b.min_kept) - self.removed.get(b.layers[0], 0))
+    def max_pruned(self)->list:
+        "Per block set, the most blocks global ranking may prune (`max_layer_sparsity`, at least one unit kept)."
+        return [self._max_pruned(b, cap) for b, cap in zip(self.blocks, self._caps(None))]
 
-@patch
-def max_pruned(self:Sparsifier)->list:
-    "Per block set, the most blocks global ranking may prune (`max_layer_sparsity`, at least one unit kept)."
-    return [self._max_pruned(b, cap) for b, cap in zip(self.blocks, self._caps(None))]
+    def local_order(self):
+        """The blocks the local context prunes next, in order, within the caps (`max_layer_sparsity`): each set's
+        lowest-scored blocks first, the sets taking turns by the share of their blocks (before compaction) each would
+        have lost, so that after any prefix every set has lost the same share to within one block: `(set index, block
+        index)` tensors into `blocks`."""
+        self._sync()
+        sets, idx, shares = [], [], []
+        for i, (b, cap) in enumerate(zip(self.blocks, self._caps(None))):
+            p = b.pruned(self)
+            n_free = max(0, self._max_pruned(b, cap) - int(p.sum()))
+            idx.append(b.scores(self).float().masked_fill(p, math.inf).argsort(stable=True)[:n_free])
+            sets.append(torch.full((n_free,), i))
+            lost = self.removed.get(b.layers[0], 0) + int(p.sum())
+            shares.append((lost + torch.arange(1, n_free + 1)) / self._n_reference(b))
+        order = torch.cat(shares).argsort(stable=True)
+        return torch.cat(sets)[order], torch.cat(idx)[order]
 
-@patch
-def local_order(self:Sparsifier):
-    """The blocks the local context prunes next, in order, within the caps (`max_layer_sparsity`): each set's
-    lowest-scored blocks first, the sets taking turns by the share of their blocks (before compaction) each would
-    have lost, so that after any prefix every set has lost the same share to within one block: `(set index, block
-    index)` tensors into `blocks`."""
-    self._sync()
-    sets, idx, shares = [], [], []
-    for i, (b, cap) in enumerate(zip(self.blocks, self._caps(None))):
-        p = b.pruned(self)
-        n_free = max(0, self._max_pruned(b, cap) - int(p.sum()))
-        idx.append(b.scores(self).float().masked_fill(p, math.inf).argsort(stable=True)[:n_free])
-        sets.append(torch.full((n_free,), i))
-        lost = self.removed.get(b.layers[0], 0) + int(p.sum())
-        shares.append((lost + torch.arange(1, n_free + 1)) / self._n_reference(b))
-    order = torch.cat(shares).argsort(stable=True)
-    return torch.cat(sets)[order], torch.cat(idx)[order]
+    def rounded(self, counts)->list:
+        "`counts` (blocks to prune per block set) as `prune_counts` applies them: at least one unit kept, then `round_to`."
+        return [self._rounded(b.n_blocks(self), min(int(k), b.n_blocks(self) - b.min_kept)) for b, k in zip(self.blocks, counts)]
 
-@patch
-def rounded(self:Sparsifier, counts)->list:
-    "`counts` (blocks to prune per block set) as `prune_counts` applies them: at least one unit kept, then `round_to`."
-    return [self._rounded(b.n_blocks(self), min(int(k), b.n_blocks(self) - b.min_kept)) for b, k in zip(self.blocks, counts)]
+    def global_order(self, max_layer_sparsity=None):
+        """The blocks global ranking prunes next, in order, within the caps (`max_layer_sparsity` and the optional extra
+        `max_layer_sparsity`, float or {layer: cap}): `(set index, block index)` tensors into `blocks`."""
+        self._sync()
+        scores, lens = self._ranking(self._caps(_check_caps(max_layer_sparsity)))
+        order = scores.argsort(stable=True)
+        order = order[torch.isfinite(scores[order])]
+        sets = torch.repeat_interleave(torch.arange(len(lens)), torch.tensor(lens))
+        starts = torch.tensor([0] + lens).cumsum(0)[:-1]
+        return sets[order], order - starts[sets[order]]
 
-@patch
-def global_order(self:Sparsifier, max_layer_sparsity=None):
-    """The blocks global ranking prunes next, in order, within the caps (`max_layer_sparsity` and the optional extra
-    `max_layer_sparsity`, float or {layer: cap}): `(set index, block index)` tensors into `blocks`."""
-    self._sync()
-    scores, lens = self._ranking(self._caps(_check_caps(max_layer_sparsity)))
-    order = scores.argsort(stable=True)
-    order = order[torch.isfinite(scores[order])]
-    sets = torch.repeat_interleave(torch.arange(len(lens)), torch.tensor(lens))
-    starts = torch.tensor([0] + lens).cumsum(0)[:-1]
-    return sets[order], order - starts[sets[order]]
+    def sparsify(self, sparsity):
+        """Update the masks to reach `sparsity` (a float in [0, 1), or {layer name: sparsity}); masks only grow.
+        In the global context a dict prunes the share of the weights it sums to, no layer beyond its own value."""
+        self._sync()
+        targets = self._targets(sparsity)
+        with torch.no_grad():
+            if self.context == 'global': self._prune_global(*self._global_target(sparsity, targets))
+            else: self._write_counts([(b, self._n_pruned(b, s)) for b, s in targets])
+            _from_rank0(self.masks.values())
+        self._reset_grads()
+        return self
 
-@patch
-def sparsify(self:Sparsifier, sparsity):
-    """Update the masks to reach `sparsity` (a float in [0, 1), or {layer name: sparsity}); masks only grow.
-    In the global context a dict prunes the share of the weights it sums to, no layer beyond its own value."""
-    self._sync()
-    targets = self._targets(sparsity)
-    with torch.no_grad():
-        if self.context == 'global': self._prune_global(*self._global_target(sparsity, targets))
-        else: self._write_counts([(b, self._n_pruned(b, s)) for b, s in targets])
-        _from_rank0(self.masks.values())
-    self._reset_grads()
-    return self
+    def prune_counts(self, counts):
+        """Prune the lowest-scored blocks of each block set until `counts[i]` of set `i` are pruned (with those already
+        pruned, after `round_to`); masks only grow, all or nothing."""
+        self._sync()
+        if len(counts) != len(self.blocks): raise ValueError(f"counts has {len(counts)} entries; valid: one per block set ({len(self.blocks)})")
+        with torch.no_grad():
+            self._write_counts(list(zip(self.blocks, self.rounded(counts))))
+            _from_rank0(self.masks.values())
+        self._reset_grads()
+        return self
 
-@patch
-def prune_counts(self:Sparsifier, counts):
-    """Prune the lowest-scored blocks of each block set until `counts[i]` of set `i` are pruned (with those already
-    pruned, after `round_to`); masks only grow, all or nothing."""
-    self._sync()
-    if len(counts) != len(self.blocks): raise ValueError(f"counts has {len(counts)} entries; valid: one per block set ({len(self.blocks)})")
-    with torch.no_grad():
-        self._write_counts(list(zip(self.blocks, self.rounded(counts))))
-        _from_rank0(self.masks.values())
-    self._reset_grads()
-    return self
+    def _write_counts(self, counts):
+        "Prune the `k` lowest blocks of each `(block set, k)`: all are scored before any mask is written, so a bad layer changes none."
+        chosen = []
+        for b, k in counts:
+            pruned = b.pruned(self)
+            if k > pruned.sum(): chosen.append((b, _choose(b.scores(self), pruned, k, b.min_kept)))
+        for b, c in chosen: b.write(self, c)
 
-@patch
-def _write_counts(self:Sparsifier, counts):
-    "Prune the `k` lowest blocks of each `(block set, k)`: all are scored before any mask is written, so a bad layer changes none."
-    chosen = []
-    for b, k in counts:
-        pruned = b.pruned(self)
-        if k > pruned.sum(): chosen.append((b, _choose(b.scores(self), pruned, k, b.min_kept)))
-    for b, c in chosen: b.write(self, c)
+    def _rounded(self, n, k):
+        "Blocks to prune of `n` when `k` are asked: fewer, so that the kept count is a multiple of `round_to` (≥ `round_to`, ≤ `n`)."
+        r = self.round_to
+        return k if r == 1 else n - min(n, max(r, math.ceil((n - k) / r) * r))
 
-def _distributed():
-    "True inside a `torch.distributed` process group of more than one rank."
-    dist = torch.distributed
-    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+    def _n_reference(self, b):
+        "Blocks of block set `b` before compaction removed any (targets are fractions of these)."
+        return b.n_blocks(self) + self.removed.get(b.layers[0], 0)
 
-def _from_rank0(tensors):
-    "Under `torch.distributed`, every rank takes rank 0's `tensors` (in place): ranks never diverge (e.g. `random` scores)"
-    if not _distributed(): return
-    for t in tensors:
-        b = t.to(torch.uint8) if t.dtype == torch.bool else t  # gloo broadcasts no bools
-        torch.distributed.broadcast(b, 0)
-        if b is not t: t.copy_(b.bool())
+    def _n_pruned(self, b, s):
+        """Blocks of block set `b`, as it is now, that sparsity `s` prunes locally: round(s·n) of its `n` blocks before
+        compaction, at most n − `min_kept`, then `round_to`, less those compaction already removed."""
+        n, r = self._n_reference(b), self.removed.get(b.layers[0], 0)
+        return max(0, self._rounded(n, min(round(s * n), n - b.min_kept)) - r)
 
-def _rank0():
-    "True on rank 0 of a `torch.distributed` run, or outside one."
-    return not _distributed() or torch.distributed.get_rank() == 0
+    def _prune_global(self, s, caps):
+        "Rank the blocks of all block sets together; prune the lowest, within `caps`, until `s` of the selected weights are masked."
+        pruned = [b.pruned(self) for b in self.blocks]
+        sizes = [self._reference_size(b) for b in self.blocks]
+        budget = s * self._n_weights() - sum(self.removed.get(b.layers[0], 0) * z for b, z in zip(self.blocks, sizes))
+        if budget - sum(p.sum().item() * z for p, z in zip(pruned, sizes)) < min(sizes) / 2: return
+        scores, lens = self._ranking(caps)
+        size = torch.cat([torch.full((len(p),), float(z)) for p, z in zip(pruned, sizes)])
+        order = scores.argsort(stable=True)
+        size_sorted, sorted_scores = size[order], scores[order]
+        chosen = torch.zeros(len(scores), dtype=torch.bool)
+        chosen[order[((size_sorted.cumsum(0) - size_sorted / 2 <= budget) & (sorted_scores < math.inf))
+                     | (sorted_scores == -math.inf)]] = True
+        for b, p, c, sc in zip(self.blocks, pruned, chosen.split(lens), scores.split(lens)):
+            k = self._rounded(len(c), min(int(c.sum()), len(c) - b.min_kept))
+            if k < c.sum(): c = _choose(sc, p, k)
+            if (c & ~p).any(): b.write(self, c)
 
-def _object_from_rank0(obj):
-    "Rank 0's picklable `obj` on every rank (`obj` itself outside `torch.distributed`)."
-    if not _distributed(): return obj
-    box = [obj]
-    torch.distributed.broadcast_object_list(box, src=0)
-    return box[0]
+    def _reference_size(self, b): return self.reference_sizes.get(b.layers[0]) or b.block_size(self)
 
-@patch
-def _rounded(self:Sparsifier, n, k):
-    "Blocks to prune of `n` when `k` are asked: fewer, so that the kept count is a multiple of `round_to` (≥ `round_to`, ≤ `n`)."
-    r = self.round_to
-    return k if r == 1 else n - min(n, max(r, math.ceil((n - k) / r) * r))
+    def _n_weights(self):
+        "Weights of the pruned layers, before compaction removed any."
+        return sum(self._n_reference(b) * self._reference_size(b) for b in self.blocks)
 
-@patch
-def _n_reference(self:Sparsifier, b):
-    "Blocks of block set `b` before compaction removed any (targets are fractions of these)."
-    return b.n_blocks(self) + self.removed.get(b.layers[0], 0)
+    @property
+    def _grad_sums(self):
+        "{weight name: its `_grad_acc` buffer}; empty unless the criterion needs 'grad'."
+        if 'grad' not in self.criterion.needs: return {}
+        return {pname: getattr(mod, attr + '_grad_acc') for pname, mod, attr in self._scored_entries}
 
-@patch
-def _n_pruned(self:Sparsifier, b, s):
-    """Blocks of block set `b`, as it is now, that sparsity `s` prunes locally: round(s·n) of its `n` blocks before
-    compaction, at most n − `min_kept`, then `round_to`, less those compaction already removed."""
-    n, r = self._n_reference(b), self.removed.get(b.layers[0], 0)
-    return max(0, self._rounded(n, min(round(s * n), n - b.min_kept)) - r)
+    def _has_grads(self):
+        "True once a gradient term was accumulated since the last mask update (an all-zero sum carries no information)."
+        return any(bool(g.any()) for g in self._grad_sums.values())
 
-@patch
-def _prune_global(self:Sparsifier, s, caps):
-    "Rank the blocks of all block sets together; prune the lowest, within `caps`, until `s` of the selected weights are masked."
-    pruned = [b.pruned(self) for b in self.blocks]
-    sizes = [self._reference_size(b) for b in self.blocks]
-    budget = s * self._n_weights() - sum(self.removed.get(b.layers[0], 0) * z for b, z in zip(self.blocks, sizes))
-    if budget - sum(p.sum().item() * z for p, z in zip(pruned, sizes)) < min(sizes) / 2: return
-    scores, lens = self._ranking(caps)
-    size = torch.cat([torch.full((len(p),), float(z)) for p, z in zip(pruned, sizes)])
-    order = scores.argsort(stable=True)
-    size_sorted, sorted_scores = size[order], scores[order]
-    chosen = torch.zeros(len(scores), dtype=torch.bool)
-    chosen[order[((size_sorted.cumsum(0) - size_sorted / 2 <= budget) & (sorted_scores < math.inf))
-                 | (sorted_scores == -math.inf)]] = True
-    for b, p, c, sc in zip(self.blocks, pruned, chosen.split(lens), scores.split(lens)):
-        k = self._rounded(len(c), min(int(c.sum()), len(c) - b.min_kept))
-        if k < c.sum(): c = _choose(sc, p, k)
-        if (c & ~p).any(): b.write(self, c)
+    def _has_moved(self):
+        "True once a scored weight differs from its starting weight `<weight>_init` (for criteria that need 'init')."
+        return any(not torch.equal(getattr(mod, attr), getattr(mod, attr + '_init')) for _, mod, attr in self._scored_entries)
 
-@patch
-def _reference_size(self:Sparsifier, b): return self.reference_sizes.get(b.layers[0]) or b.block_size(self)
+    def _reset_grads(self):
+        with torch.no_grad():
+            for g in self._grad_sums.values(): g.zero_()
 
-@patch
-def _n_weights(self:Sparsifier):
-    "Weights of the pruned layers, before compaction removed any."
-    return sum(self._n_reference(b) * self._reference_size(b) for b in self.blocks)
+    def accumulate_grads(self):
+        "Add this batch's gradient term to the `<weight>_grad_acc` buffers (for criteria that need 'grad'); call after backward."
+        if 'grad' not in self.criterion.needs: return
+        self._sync()
+        with torch.no_grad():
+            for _, mod, attr in self._scored_entries:  # every batch: modules looked up at `attach`, not by name
+                w = getattr(mod, attr)
+                if w.grad is not None: getattr(mod, attr + '_grad_acc').add_(self.criterion.grad_term(w.detach(), w.grad))
 
-@patch(as_prop=True)
-def _grad_sums(self:Sparsifier):
-    "{weight name: its `_grad_acc` buffer}; empty unless the criterion needs 'grad'."
-    if 'grad' not in self.criterion.needs: return {}
-    return {pname: getattr(mod, attr + '_grad_acc') for pname, mod, attr in self._scored_entries}
+    def _live_masks(self):
+        "[(param, float mask)] for masks that prune something; float copies are cached until the bool mask changes."
+        out, synced = [], False
+        for pname, mod, attr in self._entries:
+            p, m = getattr(mod, attr), getattr(mod, attr + '_mask')
+            c = self._cache.get(pname)
+            if c is None or c[0] is not m or c[1] != m._version or c[2].dtype != p.dtype or c[2].device != p.device:
+                if not synced and self._sync(): return self._live_masks()  # a mask changed: surgery may have resized it
+                synced = True
+                c = self._cache[pname] = (m, m._version, m.to(p.dtype), bool(m.all()))
+            if not c[3]: out.append((p, c[2]))
+        return out
 
-@patch
-def _has_grads(self:Sparsifier):
-    "True once a gradient term was accumulated since the last mask update (an all-zero sum carries no information)."
-    return any(bool(g.any()) for g in self._grad_sums.values())
+    def apply_masks(self):
+        "Zero the masked weights in place (no autograd)."
+        with torch.no_grad():
+            for p, m in self._live_masks(): p.mul_(m)
 
-@patch
-def _has_moved(self:Sparsifier):
-    "True once a scored weight differs from its starting weight `<weight>_init` (for criteria that need 'init')."
-    return any(not torch.equal(getattr(mod, attr), getattr(mod, attr + '_init')) for _, mod, attr in self._scored_entries)
+    def mask_grads(self):
+        "Zero the gradients of masked weights, so optimizer state does not build up on them."
+        for p, m in self._live_masks():
+            if p.grad is not None: p.grad.mul_(m)
 
-@patch
-def _reset_grads(self:Sparsifier):
-    with torch.no_grad():
-        for g in self._grad_sums.values(): g.zero_()
+    def _n_masked(self, layer):
+        "Masked weights of `layer` (0 for a layer without a mask: excluded, or in a skipped group)."
+        mask = getattr(_owner(self.model, f'{layer}.weight')[0], 'weight_mask', None)
+        return 0 if mask is None or f'{layer}.weight' not in self._scored else int((~mask).sum())
 
-@patch
-def accumulate_grads(self:Sparsifier):
-    "Add this batch's gradient term to the `<weight>_grad_acc` buffers (for criteria that need 'grad'); call after backward."
-    if 'grad' not in self.criterion.needs: return
-    self._sync()
-    with torch.no_grad():
-        for _, mod, attr in self._scored_entries:  # every batch: modules looked up at `attach`, not by name
-            w = getattr(mod, attr)
-            if w.grad is not None: getattr(mod, attr + '_grad_acc').add_(self.criterion.grad_term(w.detach(), w.grad))
+    @property
+    def achieved_sparsity(self):
+        "Fraction of the pruned layers' weights that are masked, or were removed by compaction (counted at their size before it)."
+        pruned = sum((int(b.pruned(self).sum()) + self.removed.get(b.layers[0], 0)) * self._reference_size(b) for b in self.blocks)
+        return pruned / self._n_weights()
 
-# %% ../nbs/23_sparsifier.ipynb #c018
-@patch
-def _live_masks(self:Sparsifier):
-    "[(param, float mask)] for masks that prune something; float copies are cached until the bool mask changes."
-    out, synced = [], False
-    for pname, mod, attr in self._entries:
-        p, m = getattr(mod, attr), getattr(mod, attr + '_mask')
-        c = self._cache.get(pname)
-        if c is None or c[0] is not m or c[1] != m._version or c[2].dtype != p.dtype or c[2].device != p.device:
-            if not synced and self._sync(): return self._live_masks()  # a mask changed: surgery may have resized it
-            synced = True
-            c = self._cache[pname] = (m, m._version, m.to(p.dtype), bool(m.all()))
-        if not c[3]: out.append((p, c[2]))
-    return out
+    def sparsity_report(self):
+        "Per-layer table and a total over the pruned layers; `zeros` counts masked weights (zero weights for excluded layers)."
+        rows = []
+        for n in self.candidates:
+            w = _param(self.model, f'{n}.weight')
+            mod = _owner(self.model, f'{n}.weight')[0]
+            zeros = self._n_masked(n) if n in self.layers else int((w == 0).sum())
+            rows.append(dict(layer=n, type=type(mod).__name__, shape=tuple(w.shape), weights=w.numel(), zeros=zeros,
+                             sparsity=round(100 * zeros / w.numel(), 2), note=self.notes.get(n, '')))
+        sel = [r for r in rows if f"{r['layer']}.weight" in self._scored]
+        tw, tz = sum(r['weights'] for r in sel), sum(r['zeros'] for r in sel)
+        rows.append(dict(layer='total (pruned layers)', type='', shape='', weights=tw, zeros=tz,
+                         sparsity=round(100 * tz / tw, 2), note=f'{self.granularity}, {self.context}, {self.criterion.name}'))
+        return pd.DataFrame(rows)
 
-@patch
-def apply_masks(self:Sparsifier):
-    "Zero the masked weights in place (no autograd)."
-    with torch.no_grad():
-        for p, m in self._live_masks(): p.mul_(m)
+    @property
+    def structured_layers(self):
+        "Names of the pruned layers whose units (output units for `filter`/`row`, input units for `channel`/`column`) can be set."
+        return [n for b in self.blocks if b.is_units for n in b.layers]
 
-@patch
-def mask_grads(self:Sparsifier):
-    "Zero the gradients of masked weights, so optimizer state does not build up on them."
-    for p, m in self._live_masks():
-        if p.grad is not None: p.grad.mul_(m)
+    def _unit_set(self, layer):
+        "The block set (layer or coupling group) holding `layer`'s units; ValueError naming the valid layers otherwise."
+        self._sync()
+        if not isinstance(layer, str):
+            raise ValueError(f"layer={layer!r} must be a layer name; valid: {self.structured_layers}")
+        b = next((b for b in self.blocks if layer in b.layers), None)
+        if b is None or not b.is_units:
+            why = (f"granularity {self.granularity!r} has no units (valid: {_unit_granularities()})" if b is not None
+                   else f"it is not pruned ({self.notes[layer]})" if layer in self.notes else 'it does not exist')
+            raise ValueError(f"layer {layer!r} has no settable units: {why}; valid layers: {self.structured_layers}")
+        return b
 
-# %% ../nbs/23_sparsifier.ipynb #c020
-@patch
-def _n_masked(self:Sparsifier, layer):
-    "Masked weights of `layer` (0 for a layer without a mask: excluded, or in a skipped group)."
-    mask = getattr(_owner(self.model, f'{layer}.weight')[0], 'weight_mask', None)
-    return 0 if mask is None or f'{layer}.weight' not in self._scored else int((~mask).sum())
+    def coupled_layers(self, layer:str)->list:
+        "The layers whose units are `layer`'s (its coupling group's producers; just `[layer]` when it is alone)."
+        return list(self._unit_set(layer).layers)
 
-@patch(as_prop=True)
-def achieved_sparsity(self:Sparsifier):
-    "Fraction of the pruned layers' weights that are masked, or were removed by compaction (counted at their size before it)."
-    pruned = sum((int(b.pruned(self).sum()) + self.removed.get(b.layers[0], 0)) * self._reference_size(b) for b in self.blocks)
-    return pruned / self._n_weights()
+    def unit_scores(self, layer:str)->torch.Tensor:
+        "One criterion score per unit of `layer` (summed over its coupled layers); higher is kept first."
+        return self._unit_set(layer).scores(self)
 
-@patch
-def sparsity_report(self:Sparsifier):
-    "Per-layer table and a total over the pruned layers; `zeros` counts masked weights (zero weights for excluded layers)."
-    rows = []
-    for n in self.candidates:
-        w = _param(self.model, f'{n}.weight')
-        mod = _owner(self.model, f'{n}.weight')[0]
-        zeros = self._n_masked(n) if n in self.layers else int((w == 0).sum())
-        rows.append(dict(layer=n, type=type(mod).__name__, shape=tuple(w.shape), weights=w.numel(), zeros=zeros,
-                         sparsity=round(100 * zeros / w.numel(), 2), note=self.notes.get(n, '')))
-    sel = [r for r in rows if f"{r['layer']}.weight" in self._scored]
-    tw, tz = sum(r['weights'] for r in sel), sum(r['zeros'] for r in sel)
-    rows.append(dict(layer='total (pruned layers)', type='', shape='', weights=tw, zeros=tz,
-                     sparsity=round(100 * tz / tw, 2), note=f'{self.granularity}, {self.context}, {self.criterion.name}'))
-    return pd.DataFrame(rows)
+    def pruned_units(self, layer:str)->torch.Tensor:
+        "Bool tensor, one entry per unit of `layer`: True where the unit is pruned."
+        return self._unit_set(layer).pruned(self)
 
-# %% ../nbs/23_sparsifier.ipynb #c093
-@patch(as_prop=True)
-def structured_layers(self:Sparsifier):
-    "Names of the pruned layers whose units (output units for `filter`/`row`, input units for `channel`/`column`) can be set."
-    return [n for b in self.blocks if b.is_units for n in b.layers]
+    def n_kept_units(self, layer:str, sparsity:float)->int:
+        "Units of `layer` that `sparsify(sparsity)` keeps in the local context (with `round_to`)."
+        b = self._unit_set(layer)
+        return b.n_blocks(self) - self._n_pruned(b, _check_sparsity(sparsity))
 
-@patch
-def _unit_set(self:Sparsifier, layer):
-    "The block set (layer or coupling group) holding `layer`'s units; ValueError naming the valid layers otherwise."
-    self._sync()
-    if not isinstance(layer, str):
-        raise ValueError(f"layer={layer!r} must be a layer name; valid: {self.structured_layers}")
-    b = next((b for b in self.blocks if layer in b.layers), None)
-    if b is None or not b.is_units:
-        why = (f"granularity {self.granularity!r} has no units (valid: {_unit_granularities()})" if b is not None
-               else f"it is not pruned ({self.notes[layer]})" if layer in self.notes else 'it does not exist')
-        raise ValueError(f"layer {layer!r} has no settable units: {why}; valid layers: {self.structured_layers}")
-    return b
+    def prune_layer_units(self, layer:str, units):
+        "Prune `units` (indices) of `layer` and of its coupled layers; masks only grow, all or nothing."
+        b = self._unit_set(layer)
+        n, pruned = b.n_blocks(self), b.pruned(self)
+        idx = torch.as_tensor(units)
+        if idx.dtype == torch.bool or idx.is_floating_point() or idx.ndim > 1 or ((idx < 0) | (idx >= n)).any():
+            raise ValueError(f"units={units!r} for layer {layer!r}: valid: integer indices in [0, {n})")
+        now = pruned.clone()
+        now[idx.to(now.device)] = True
+        if now.all(): raise ValueError(f"units={units!r} would prune every unit of {b.layers}; valid: keep at least one")
+        with torch.no_grad():
+            b.write(self, now)
+            _from_rank0(self.masks.values())
+        self._reset_grads()
+        return self
 
-@patch
-def coupled_layers(self:Sparsifier, layer:str)->list:
-    "The layers whose units are `layer`'s (its coupling group's producers; just `[layer]` when it is alone)."
-    return list(self._unit_set(layer).layers)
-
-@patch
-def unit_scores(self:Sparsifier, layer:str)->torch.Tensor:
-    "One criterion score per unit of `layer` (summed over its coupled layers); higher is kept first."
-    return self._unit_set(layer).scores(self)
-
-@patch
-def pruned_units(self:Sparsifier, layer:str)->torch.Tensor:
-    "Bool tensor, one entry per unit of `layer`: True where the unit is pruned."
-    return self._unit_set(layer).pruned(self)
-
-@patch
-def n_kept_units(self:Sparsifier, layer:str, sparsity:float)->int:
-    "Units of `layer` that `sparsify(sparsity)` keeps in the local context (with `round_to`)."
-    b = self._unit_set(layer)
-    return b.n_blocks(self) - self._n_pruned(b, _check_sparsity(sparsity))
-
-@patch
-def prune_layer_units(self:Sparsifier, layer:str, units):
-    "Prune `units` (indices) of `layer` and of its coupled layers; masks only grow, all or nothing."
-    b = self._unit_set(layer)
-    n, pruned = b.n_blocks(self), b.pruned(self)
-    idx = torch.as_tensor(units)
-    if idx.dtype == torch.bool or idx.is_floating_point() or idx.ndim > 1 or ((idx < 0) | (idx >= n)).any():
-        raise ValueError(f"units={units!r} for layer {layer!r}: valid: integer indices in [0, {n})")
-    now = pruned.clone()
-    now[idx.to(now.device)] = True
-    if now.all(): raise ValueError(f"units={units!r} would prune every unit of {b.layers}; valid: keep at least one")
-    with torch.no_grad():
-        b.write(self, now)
-        _from_rank0(self.masks.values())
-    self._reset_grads()
-    return self
