@@ -5,9 +5,10 @@ Each start trains `fit_one_cycle(--epochs, lr)` with `DASGrowPruneCallback()` at
 `lr_find`'s suggestions for that net are printed first, to show where `--lr` sits among them. Prints each
 start's final widths, parameters and accuracy, then per layer the spread of the final widths around their mean
 over the starts (target: every start within +-25 % of the mean, the paper's Fig. 2) and how far each start ended
-below it (target: the widest start ends well below its start).
+below it (target: the widest start ends well below its start). `--net paper`: the paper's network (flatten head,
+dropout 0.2 and 0.5 after the strided convs) instead of `selu_net`'s default global-average-pool head.
 Usage: OMP_NUM_THREADS=1 python bench/das_sizes.py [--starts 16 64 256] [--epochs 20] [--lr 3e-3|find] [--size 8]
-                                                  [--seed 0] [--alpha A]
+                                                  [--seed 0] [--alpha A] [--net default|paper]
 """
 import argparse, multiprocessing, os, statistics, sys, warnings
 from concurrent.futures import ProcessPoolExecutor
@@ -26,7 +27,8 @@ from fastprune.callbacks.das import DASGrowPruneCallback
 def _learner(a, width, das=True):
     set_seed(a.seed, reproducible=True)
     cbs = [DASGrowPruneCallback(**({} if a.alpha is None else dict(alpha=a.alpha)))] if das else []
-    return Learner(digits_dls(size=a.size, bs=32), selu_net(width=width), metrics=accuracy, cbs=cbs)
+    net = selu_net(width=width, **(dict(size=a.size, dropout=(0.2, 0.5)) if a.net == 'paper' else {}))
+    return Learner(digits_dls(size=a.size, bs=32), net, metrics=accuracy, cbs=cbs)
 
 def _run(a, width, lr):
     torch.set_num_threads(1); warnings.simplefilter('ignore')
@@ -41,16 +43,17 @@ def main():
     ap.add_argument('--starts', type=int, nargs='+', default=[16, 64, 256]); ap.add_argument('--epochs', type=int, default=20)
     ap.add_argument('--lr', default='3e-3'); ap.add_argument('--size', type=int, default=8)
     ap.add_argument('--seed', type=int, default=0); ap.add_argument('--alpha', type=float, default=None)
+    ap.add_argument('--net', default='default', choices=['default', 'paper'])
     a = ap.parse_args()
     warnings.simplefilter('ignore'); torch.set_num_threads(1)
     learn = _learner(a, sorted(a.starts)[len(a.starts) // 2], das=False)
     with learn.no_bar(), learn.no_logging(): sugg = learn.lr_find(suggest_funcs=(minimum, steep, valley, slide), show_plot=False)
-    print(f"lr_find on selu_net(width={sorted(a.starts)[len(a.starts) // 2]}) without DAS suggests: "
+    print(f"lr_find on the {a.net} net at width {sorted(a.starts)[len(a.starts) // 2]} without DAS suggests: "
           + ', '.join(f'{k} {v:.1e}' for k, v in sugg._asdict().items()))
     lr = sugg.valley if a.lr == 'find' else float(a.lr)
     print(f"DASGrowPruneCallback({'' if a.alpha is None else f'alpha={a.alpha}'}) defaults: "
           f"{ {k: getattr(DASGrowPruneCallback(), k) for k in ('penalty_mode', 'alpha', 'tau', 'growth_pct', 'min_growth')} }; "
-          f"digits {a.size}x{a.size}, fit_one_cycle({a.epochs}, {lr:.2e}), seed {a.seed}")
+          f"digits {a.size}x{a.size}, {a.net} net, fit_one_cycle({a.epochs}, {lr:.2e}), seed {a.seed}")
     with ProcessPoolExecutor(min(len(a.starts), os.cpu_count()), mp_context=multiprocessing.get_context('fork')) as ex:
         res = dict(zip(a.starts, ex.map(_run, [a] * len(a.starts), a.starts, [lr] * len(a.starts))))
     for w, (sizes, n, acc, hist) in res.items():

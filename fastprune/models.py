@@ -191,16 +191,25 @@ def resnet56(weights=None, n_classes=10): "CIFAR ResNet-56; `weights`: checkpoin
 
 # %% ../nbs/01_models.ipynb #c033
 def selu_net(n_classes:int=10, # output units
-             width:int=100, # units of each conv layer and of the dense hidden layer
+             width:int|tuple=100, # units of each conv layer and of the dense hidden layer, or 5 ints (conv1-4, dense)
              in_ch:int=3, # input channels
+             size:int|None=None, # input side: flatten the last conv's map into the dense layer (the paper's); None: global average pool
+             dropout:tuple=(0., 0.), # dropout probabilities after the two strided convs (the paper's: (0.2, 0.5))
             )->nn.Sequential:
     "Four SELU conv layers (strides 1-2-1-2), one SELU dense hidden layer, the output layer; no normalisation"
-    for k, v in dict(n_classes=n_classes, width=width, in_ch=in_ch).items(): _check_int(v, k)
+    for k, v in dict(n_classes=n_classes, in_ch=in_ch).items(): _check_int(v, k)
+    w = (_check_int(width, 'width'),) * 5 if isinstance(width, numbers.Integral) else _check_ints(width, 'width', 5)
+    side = _check_int(size, 'size', allow_none=True)
+    if not (isinstance(dropout, (list, tuple)) and len(dropout) == 2 and
+            all(isinstance(p, numbers.Real) and not isinstance(p, bool) and 0 <= p < 1 for p in dropout)):
+        raise ValueError(f"dropout={dropout!r} is not valid; valid: two probabilities in [0, 1) (after conv2 and conv4)")
     layers = OrderedDict()
-    for i, (ni, s) in enumerate(zip((in_ch, width, width, width), (1, 2, 1, 2))):
-        layers[f'conv{i+1}'], layers[f'act{i+1}'] = nn.Conv2d(ni, width, 3, stride=s, padding=1), nn.SELU()
-    layers.update(gap=nn.AdaptiveAvgPool2d(1), flatten=nn.Flatten(), fc1=nn.Linear(width, width), act5=nn.SELU(),
-                  fc2=nn.Linear(width, n_classes))
+    for i, (ni, s) in enumerate(zip((in_ch,) + w[:3], (1, 2, 1, 2))):
+        layers[f'conv{i+1}'], layers[f'act{i+1}'] = nn.Conv2d(ni, w[i], 3, stride=s, padding=1), nn.SELU()
+        if s == 2 and dropout[i // 2]: layers[f'drop{i+1}'] = nn.Dropout(dropout[i // 2])
+    if side is None: layers['gap'], n_in = nn.AdaptiveAvgPool2d(1), w[3]
+    else: n_in = w[3] * math.ceil(math.ceil(side / 2) / 2) ** 2  # two stride-2 convs with padding 1: side -> ceil(side/4)
+    layers.update(flatten=nn.Flatten(), fc1=nn.Linear(n_in, w[4]), act5=nn.SELU(), fc2=nn.Linear(w[4], n_classes))
     model = nn.Sequential(layers)
     for m in model.modules():
         if isinstance(m, (nn.Conv2d, nn.Linear)): nn.init.kaiming_normal_(m.weight, nonlinearity='linear'); nn.init.zeros_(m.bias)
