@@ -15,7 +15,7 @@ from .core.granularity import GRANULARITIES, _granularity_dims, _unit_dim, _bloc
 from .core.criteria import large_final, _get_criterion
 from .surgery.graph import trace
 from .surgery.groups import Group, dedup as _dedup
-from .surgery.module_rules import CONVS as _CONVS
+from .surgery.module_rules import CONVS, TCONVS
 
 # %% ../nbs/23_sparsifier.ipynb #c006
 def _owner(model, qualname):
@@ -149,7 +149,7 @@ def _select_layers(model, layer_type, granularity, exclude):
     for n, m in cands.items():
         try: dims[n] = _granularity_dims(m, granularity)
         except ValueError as e: raise ValueError(f"layer {n!r}: {e} (choose layers with `layer_type`)") from None
-    units = {n: _unit_dim(dims[n], m.weight.ndim) for n, m in cands.items()}
+    units = {n: _unit_dim(dims[n], m.weight.ndim, isinstance(m, TCONVS)) for n, m in cands.items()}
     structured = all(u is not None for u in units.values())
     names = list(cands)
     if exclude is None: excluded = {names[0], names[-1]} if structured else set()
@@ -167,7 +167,7 @@ def _select_layers(model, layer_type, granularity, exclude):
     return cands, dims, units, excluded
 
 _GROUP_KINDS = {0: 'source', 1: 'sink'}  # unit dim of the granularity → the group tensors its units are zeroed in
-_LAYER_TYPES = (*_CONVS, nn.Linear)       # layers whose weight rows or columns can be a group's units
+_LAYER_TYPES = (*CONVS, *TCONVS, nn.Linear)  # layers whose weight rows or columns can be a group's units
 _NO_GROUP = {'source': "its outputs are in no coupling group of the traced model (is it called in forward?)",
              'sink': "its inputs are in no coupling group: they come from the model's input or a fixed-width tensor "
                      "(e.g. a zero-padded shortcut), or it is a depthwise conv, whose filters go with the channels it reads"}

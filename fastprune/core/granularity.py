@@ -12,13 +12,13 @@ from torch import nn
 
 # %% ../../nbs/20_granularity.ipynb #c006
 GRANULARITIES = {
-    'weight':     {nn.Conv2d: (),        nn.Linear: ()},
+    'weight':     {nn.Conv2d: (),        nn.Linear: (), nn.ConvTranspose2d: ()},
     'vector_row': {nn.Conv2d: (3,)},
     'vector_col': {nn.Conv2d: (2,)},
     'vector':     {nn.Conv2d: (3,)},
-    'kernel':     {nn.Conv2d: (2, 3)},
-    'filter':     {nn.Conv2d: (1, 2, 3), nn.Linear: (1,)},
-    'channel':    {nn.Conv2d: (0, 2, 3), nn.Linear: (0,)},
+    'kernel':     {nn.Conv2d: (2, 3), nn.ConvTranspose2d: (2, 3)},
+    'filter':     {nn.Conv2d: (1, 2, 3), nn.Linear: (1,), nn.ConvTranspose2d: (0, 2, 3)},  # a transposed conv's weight is [in, out, kh, kw]
+    'channel':    {nn.Conv2d: (0, 2, 3), nn.Linear: (0,), nn.ConvTranspose2d: (1, 2, 3)},
     'row':        {nn.Linear: (1,)},
     'column':     {nn.Linear: (0,)},
 }
@@ -52,10 +52,11 @@ def _granularity_dims(layer:nn.Module, granularity:str):
                      f"valid for it: {_valid_granularities(layer)}")
 
 # %% ../../nbs/20_granularity.ipynb #c014
-def _unit_dim(dims:tuple, ndim:int):
-    "0 if blocks are whole output units, 1 if whole input units, else None."
+def _unit_dim(dims:tuple, ndim:int, transposed:bool=False):
+    "0 if blocks are whole output units, 1 if whole input units, else None; `transposed`: a `[in, out, ...]` weight."
     kept = tuple(d for d in range(ndim) if d not in dims)
-    return kept[0] if kept in ((0,), (1,)) else None
+    if kept not in ((0,), (1,)): return None
+    return 1 - kept[0] if transposed else kept[0]
 
 # %% ../../nbs/20_granularity.ipynb #c016
 def _block_view(t:torch.Tensor, dims:tuple):
