@@ -15,6 +15,18 @@ Without `--execute` the stored outputs are used and only what `show_doc` needs i
 fresh outputs, plots included (PNG), go in the page; skipped cells (`#| slow` unless `--slow`, `#| eval: false`) keep
 their stored outputs.
 
+Pages show what a finished notebook shows. In an executed build fastprogress's bars draw nothing and each fit's table
+is shown once, as the HTML table fastprogress leaves in a notebook; warnings go to the build's log (one line each,
+naming the notebook), not into the page. In every page, stored outputs included, stream outputs are shown as a
+terminal shows them (carriage returns applied), without fastprogress console bars and without warnings; any other
+stderr text, and errors, stay.
+
+The site also has a full-text search (`search.json`, the same list as `search_index.js` for pages opened from disk,
+and `search.js` from nbs/docs_assets/: a box in the header, no network), one entry per section of each page; and an
+API reference: a page per module the built notebooks export to (`api/<module>.html`: every name of its `__all__`
+with its `show_doc` signature and docstring, linked to its entry in the notebook pages, which link back) and an
+index of the modules (`api/index.html`), listed in the sidebar under "API reference".
+
 The build fails (exit 1, every problem listed) when a notebook raises; when a function or class in the `__all__` of
 a module a notebook exports to has no `show_doc` call in the notebooks exporting to that module (another public name,
 such as a table of criteria, may instead be named as inline code in their prose: `show_doc` of a dict shows dict's
@@ -22,7 +34,7 @@ docstring); when a sidebar entry names no notebook (full builds); or when a loca
 included) points to a page, file or anchor the site does not have. Inline code naming a documented symbol
 (`` `digits_dls` ``) links to its `show_doc` entry.
 """
-import argparse, ast, fnmatch, json, os, posixpath, re, shutil, sys, textwrap, traceback
+import argparse, ast, copy, fnmatch, json, os, posixpath, re, shutil, sys, textwrap, time, traceback
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from html import escape
@@ -85,6 +97,13 @@ def exported_modules(nb_path, lib_name):
         d = c.directives
         mods.update(d[k].split()[0] for k in ('default_exp', 'export', 'exports', 'exporti') if d.get(k, '').strip())
     return {m if m.startswith(lib_name + '.') else f'{lib_name}.{m}' for m in mods}
+
+def default_exp(nb_path, lib_name):
+    "The module notebook `nb_path` names in `#| default_exp`, or None"
+    for c in _cells_code(nb_path):
+        if (m := c.directives.get('default_exp', '').strip()):
+            m = m.split()[0]
+            return m if m.startswith(lib_name + '.') else f'{lib_name}.{m}'
 
 def _strip_magics(src): return '\n'.join('' if l.lstrip()[:1] in ('%', '!') else l for l in src.splitlines())
 
@@ -156,6 +175,7 @@ class _ExecAll:
         cfg = get_config()
         k = CaptureShell(self.nb.path_, profile=bool(cfg.exec_profile))
         k.run('from nbdev.showdoc import show_doc')  # as `exec_show_docs`: the show_doc cells nbdev adds need it
+        _quiet_kernel(getattr(self.nb, 'path_', None))  # fit tables as a notebook shows them; warnings to the build log
         skip, ran = _skip_cell(self.nb, self.skip_flags, self.force_flags), []
         def _pre(cell):
             if not (skipped := skip(cell)): ran.append(cell)
@@ -172,6 +192,114 @@ class _ExecAll:
                 if isinstance(o.get('text'), list): o['text'] = ''.join(o['text'])
                 for mime, v in (o.get('data') or {}).items():
                     if isinstance(v, list): o['data'][mime] = ''.join(v)
+
+def _fit_table(rows):
+    "The HTML table fastprogress's notebook bar ends a fit with (`text2html_table`'s markup)"
+    head = ''.join(f'<th>{escape(c)}</th>' for c in rows[0])
+    body = ''.join('<tr>' + ''.join(f'<td>{escape(c)}</td>' for c in r) + '</tr>' for r in rows[1:])
+    return f'<table class="fastprogress"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+
+def _docs_bars():
+    """fastprogress bar classes for executed pages. A notebook's live bar is one display updated in place: what stays
+    once a fit is done is its results table (fastai's inner bars do not `leave`). A captured run keeps every update
+    (the console bar rewrites its line with `\\r`, ~20 updates an epoch), so these draw nothing and show the fit's table,
+    once, as the notebook's final HTML table (`table.fastprogress`)."""
+    import fastprogress.fastprogress as fp
+    from IPython.display import display, HTML
+    class DocsProgressBar(fp.ProgressBar):
+        "A bar that draws nothing (a finished notebook shows none either: fastai's bars do not `leave`)"
+    class DocsMasterBar(fp.MasterBar):
+        "Collects what fastai writes (the table, lines of text) and shows it once, as HTML, when the fit ends"
+        pcls = DocsProgressBar
+        def __init__(self, gen, total=None, hide_graph=False, order=None, clean_on_interrupt=False, total_time=False,
+                     names=('train', 'valid'), hdrs=None):
+            super().__init__(gen, DocsProgressBar, total)
+            self.rows, self.parts, self.total_time, self.shown = [], [], total_time, False
+            if hdrs is not None: self.write(hdrs, table=True)
+        def write(self, line, table=False):
+            if not table: self.parts.append(str(line)); return
+            if not self.rows: self.parts.append(None)  # where the table goes
+            self.rows.append([str(o) for o in line])
+        def on_iter_end(self): self._show()
+        def on_interrupt(self): self._show()
+        def _show(self):
+            if self.shown or not self.parts: return
+            self.shown = True
+            html = ''.join(_fit_table(self.rows) if p is None else f'<p>{escape(p)}</p>' for p in self.parts)
+            if self.total_time and getattr(self.main_bar, 'start_t', None):
+                html = f'<p>Total time: {fp.format_time(time.time() - self.main_bar.start_t)}</p>' + html
+            display(HTML(f'<div>{html}</div>'))
+    return DocsMasterBar, DocsProgressBar
+
+def _quiet_kernel(nb_path=None):
+    """Set up this process (the in-process kernel of `_ExecAll`) so pages get what a notebook ends with: fastprogress
+    bars replaced by `_docs_bars` (in fastprogress and in any module that already imported its bars), and warnings
+    written to the build's log (the worker's real stderr), one line each, instead of into the page. Filters are left
+    as they are, so `warnings.catch_warnings(record=True)` in a notebook still sees every warning."""
+    import warnings
+    name = Path(nb_path).name if nb_path else 'notebook'
+    def _log(message, category, filename, lineno, file=None, line=None):
+        msg = str(message).strip().splitlines() or ['']
+        print(f'  warning in {name} (not on the page): {category.__name__}: {msg[0]} [{filename}:{lineno}]',
+              file=sys.__stderr__, flush=True)
+    warnings.showwarning = _log
+    try: import fastprogress, fastprogress.fastprogress as fp
+    except ImportError: return
+    mb, pb = _docs_bars()
+    old = {fp.NBMasterBar: mb, fp.ConsoleMasterBar: mb, fp.NBProgressBar: pb, fp.ConsoleProgressBar: pb}
+    for mod in list(sys.modules.values()):
+        ns = getattr(mod, '__dict__', None) or {}  # not getattr: a module's lazy `__getattr__` could import things
+        for attr in ('master_bar', 'progress_bar'):
+            v = ns.get(attr)
+            if isinstance(v, type) and v in old: ns[attr] = old[v]
+    fp.force_console_behavior = lambda: (mb, pb)
+
+# stream outputs: what a notebook front end shows of them, without warnings and progress bars
+_re_warning = re.compile(r'^\S.*?:\d+: \w*Warning: ')  # warnings.formatwarning: `file:line: Category: message`
+_re_log_warning = re.compile(r'^WARNING:[\w.]*:')  # logging's default format
+_re_bar = re.compile(r'^.*\|[█X-]*\|\s*(\d+(\.\d+)?% )?\[\d+/\S+( [^\]]*)?\]\s*$')  # a fastprogress console bar
+_re_error = re.compile(r'^(Traceback|During handling|\w+(Error|Exception)\b)')
+_re_fill = re.compile(r'^[█X]\s*$')  # what fastprogress's console bar prints to test its fill character
+
+def _terminal_lines(text):
+    "`text` as a terminal (and a notebook's output area) shows it: each line is what follows its last carriage return"
+    res = []
+    for line in text.split('\n'):
+        segs = [s for s in line.split('\r') if s.strip()]
+        res.append(segs[-1] if segs else '' if '\r' in line else line)
+    return res
+
+def _strip_warnings(lines):
+    "`lines` of stderr without Python warnings (header, message lines, the indented source line) or logging warnings"
+    res, in_warning = [], False
+    for line in lines:
+        if _re_warning.match(line) or _re_log_warning.match(line): in_warning = True; continue
+        if in_warning:
+            if line.startswith('  '): in_warning = False; continue  # the source line that ends formatwarning's text
+            if line.strip() and not _re_error.match(line): continue  # the message's next lines
+            in_warning = False  # a blank line or an error: the warning is over
+        res.append(line)
+    return res
+
+def clean_outputs(cells):
+    """Stream outputs of `cells` as a notebook shows them, minus what pages must not show: carriage returns applied,
+    fastprogress console bars (stored outputs of runs without `_quiet_kernel`) and warnings dropped. Errors and any
+    other stderr text stay. A stream left empty is removed."""
+    for c in cells:
+        outs = c.get('outputs')
+        if not outs: continue
+        keep = []
+        for o in outs:
+            if o.get('output_type') == 'stream':
+                text = o.get('text', '')
+                lines = _terminal_lines(''.join(text) if isinstance(text, list) else text)
+                lines = [l for l in lines if not (_re_bar.match(l) or _re_fill.match(l))]
+                if o.get('name') == 'stderr': lines = _strip_warnings(lines)
+                text = re.sub(r'\n{3,}', '\n\n', '\n'.join(lines))
+                if not text.strip(): continue
+                o['text'] = text.lstrip('\n')
+            keep.append(o)
+        c['outputs'] = keep
 
 def _processors(execute, skip_flags, force_flags):
     "nbdev's docs processors; with `execute`, running every cell replaces `exec_show_docs`. Symbol links come later"
@@ -216,6 +344,7 @@ def render_notebook(job):
         for c in nb.cells:
             if c.cell_type == 'code': _quarto_tags(c)
         d = nb2dict(nb)
+        clean_outputs(d['cells'])
         keep = {'id', 'cell_type', 'metadata', 'source', 'outputs', 'execution_count', 'attachments'}
         d['cells'] = [{k: v for k, v in c.items() if k in keep} for c in d['cells']]
         for c in d['cells']: c['metadata'].pop('execution', None)  # execnb's timings are not valid nbformat
@@ -309,16 +438,15 @@ def _link_symbols(soup, page, symbols, lookup):
             if not href or not urlsplit(href).scheme: continue
         a = soup.new_tag('a', href=href); code.wrap(a)
 
-def _nav_html(sections, titles, page):
-    "The sidebar, with the current page marked"
+def _nav_html(sections, page):
+    "The sidebar, with the current page marked: `sections` is [(title, [(site path, label)])]"
     out = []
-    for title, nbs in sections:
-        if not nbs: continue
+    for title, links in sections:
+        if not links: continue
         items = []
-        for nb in nbs:
-            target = page_of(nb)
+        for target, label in links:
             cls = ' class="active" aria-current="page"' if target == page else ''
-            items.append(f'<li><a href="{escape(_rel(target, page))}"{cls}>{escape(titles.get(nb, Path(nb).stem))}</a></li>')
+            items.append(f'<li><a href="{escape(_rel(target, page))}"{cls}>{escape(label)}</a></li>')
         head = f'<h2 class="nav-section">{escape(title)}</h2>' if title else ''
         out.append(f'<div class="nav-group">{head}<ul>{"".join(items)}</ul></div>')
     return '\n'.join(out)
@@ -331,15 +459,22 @@ PAGE = """<!DOCTYPE html>
 <title>{head_title}</title>
 <meta name="description" content="{description}">
 <link rel="stylesheet" href="{root}styles.css">
+<script src="{root}search.js" defer></script>
 </head>
 <body>
-<header class="site-header"><a class="site-title" href="{root}index.html">{site}</a></header>
+<header class="site-header"><a class="site-title" href="{root}index.html">{site}</a>
+<div class="search" role="search">
+<input type="search" id="search-input" placeholder="Search the docs ( / )" aria-label="Search the docs" autocomplete="off"
+ spellcheck="false" aria-controls="search-results" aria-expanded="false">
+<ul id="search-results" class="search-results" role="listbox" aria-label="Search results" hidden></ul>
+</div>
+</header>
 <div class="layout">
 <nav class="sidebar" aria-label="Documentation">
 {nav}
 </nav>
 <main class="content" id="content">
-<header class="page-header"><h1 class="page-title">{title}</h1>{lead}</header>
+<header class="page-header"><h1 class="page-title">{title}</h1>{lead}{api}</header>
 {body}
 </main>
 </div>
@@ -368,6 +503,12 @@ a { color: var(--accent); }
 .page-title { margin: .2rem 0 .4rem; font-size: 2rem; }
 .page-lead { color: var(--muted); font-size: 1.1rem; margin: 0 0 1.5rem; }
 .page-lead p { margin: 0; }
+.page-api { font-size: .92rem; color: var(--muted); margin: -1rem 0 1.5rem; }
+.api-meta { font-size: .88rem; color: var(--muted); margin: -.3rem 0 .5rem; }
+.api-kind { font-style: italic; }
+.api-entry { border-top: 1px solid var(--border); margin-top: 1.6rem; }
+.api-entry h2 { font-size: 1.3rem; margin: .8rem 0 .4rem; font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; }
+.api-entry h3 { font-size: 1.05rem; font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; }
 .anchor-link { visibility: hidden; margin-left: .3rem; text-decoration: none; color: var(--muted); }
 h1:hover .anchor-link, h2:hover .anchor-link, h3:hover .anchor-link, h4:hover .anchor-link { visibility: visible; }
 pre { background: var(--code-bg); padding: .7rem .9rem; border-radius: 6px; overflow-x: auto; font-size: .86rem;
@@ -384,9 +525,165 @@ code { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; fo
 table { border-collapse: collapse; margin: .8rem 0; font-size: .92rem; }
 th, td { border: 1px solid var(--border); padding: .3rem .6rem; text-align: left; vertical-align: top; }
 th { background: var(--code-bg); }
+.search { position: relative; margin-left: auto; }
+.search input { width: 18rem; max-width: 50vw; padding: .3rem .6rem; border: 0; border-radius: 4px; font: inherit;
+  font-size: .92rem; }
+.search-results { position: absolute; right: 0; top: 2.3rem; width: 34rem; max-width: 92vw; max-height: 70vh;
+  overflow-y: auto; margin: 0; padding: .3rem 0; list-style: none; background: #fff; border: 1px solid var(--border);
+  border-radius: 6px; box-shadow: 0 6px 24px rgba(0, 0, 0, .15); }
+.search-results[hidden] { display: none; }
+.search-results a { display: block; padding: .4rem .8rem; color: #1f2328; text-decoration: none; }
+.search-results a:hover, .search-results a.active { background: #e3edf8; }
+.search-where { display: block; font-weight: 600; color: var(--accent); }
+.search-snippet { display: block; font-size: .85rem; color: var(--muted); }
+.search-results mark { background: #fff2a8; color: inherit; }
+.search-none { padding: .4rem .8rem; color: var(--muted); }
 @media (max-width: 800px) { .layout { display: block; } .sidebar { position: static; width: auto; max-height: none;
   border-right: 0; border-bottom: 1px solid var(--border); } .content { padding: 1rem; } }
 """
+
+# ------------------------------------------------------------------------------------------------ API reference
+
+def api_page_of(module):
+    "Site path of `module`'s API reference page: `fastprune.core.schedules` -> `api/core.schedules.html`"
+    return f"api/{module.split('.', 1)[1] if '.' in module else module}.html"
+
+def _signature(node):
+    "Call signature of a `def` or a class (its `__init__`'s, without `self`) from its source"
+    if isinstance(node, ast.ClassDef):
+        init = next((n for n in node.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n.name == '__init__'), None)
+        if init is None: return '()'
+        args = copy.deepcopy(init.args)
+        if args.posonlyargs: args.posonlyargs.pop(0)
+        elif args.args: args.args.pop(0)
+    else: args = node.args
+    return f'({ast.unparse(args)})'
+
+def module_api(lib_path, module):
+    """[{name, kind, line, signature, doc}] of the names in `module`'s `__all__`, in `__all__`'s order, from its source;
+    with the source file's path (relative to the repository)"""
+    rel = Path(*module.split('.')[1:])
+    f = next(p for p in (lib_path/rel.with_suffix('.py'), lib_path/rel/'__init__.py') if p.exists())
+    tree = _module_tree(lib_path, module)
+    names, _ = module_all(lib_path, module)
+    nodes = {}
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)): nodes[node.name] = node
+        elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+            for t in (node.targets if isinstance(node, ast.Assign) else [node.target]):
+                if isinstance(t, ast.Name): nodes.setdefault(t.id, node)
+    res = []
+    for n in names:
+        node = nodes.get(n)
+        kind = ('class' if isinstance(node, ast.ClassDef) else 'function' if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+                else 'value')
+        doc = (ast.get_docstring(node) or '') if kind != 'value' else ''
+        res.append(dict(name=n, kind=kind, line=getattr(node, 'lineno', None), doc=doc,
+                        signature=_signature(node) if kind != 'value' else ''))
+    src = f.relative_to(ROOT).as_posix() if f.is_relative_to(ROOT) else f.as_posix()
+    return res, src
+
+def _showdoc_entries(soup):
+    "{heading text: h3 tag} of the `show_doc` entries of a rendered page"
+    return {h.get_text().replace('¶', '').strip(): h for h in soup.select('.celltag_showdoc h3[id]')}
+
+def _moved_copy(tags, src_page, page):
+    "HTML of copies of `tags` (from `src_page`) for `page`: local links pointing where they pointed"
+    out = []
+    for t in tags:
+        t = copy.copy(t)
+        if hasattr(t, 'find_all'):
+            for el, attr in [(a, 'href') for a in t.find_all('a', href=True)] + [(i, 'src') for i in t.find_all('img', src=True)]:
+                if (tgt := _local_target(el[attr], src_page)) is None: continue
+                path, frag = tgt
+                el[attr] = _rel(path, page) + (f'#{frag}' if frag else '')
+        out.append(str(t))
+    return ''.join(out)
+
+def api_pages(modules, lib_path, writers, page_titles, descriptions, soups):
+    """{page: dict(title, description, lead, body)} for the API reference: one page per module (every public name with
+    its signature and docstring, as its `show_doc` entry renders them where that page is built, else from the source;
+    methods documented with `show_doc` under their class; each linked to where its notebook page documents it), and
+    an index of the modules. `writers` maps a module to the notebooks exporting to it (the one with its `default_exp` first)."""
+    pages, index_rows = {}, []
+    for mod in modules:
+        page = api_page_of(mod)
+        api, src = module_api(lib_path, mod)
+        if not api: continue
+        doc_pages = [page_of(nb) for nb in writers[mod]]
+        entries = {p: _showdoc_entries(soups[p]) for p in doc_pages if p in soups}
+        def where(name):
+            for p, es in entries.items():
+                if name in es: return p, es[name]
+            return None, None
+        parts = ['<p class="api-module">Source: <code>' + escape(src) + '</code>. Documented in ' +
+                 ', '.join(f'<a href="{escape(_rel(p, page))}">{escape(page_titles.get(p, p))}</a>' for p in doc_pages) + '.</p>']
+        for o in api:
+            name = o['name']
+            p, h = where(name)
+            kind = f'<span class="api-kind">{o["kind"]}</span>'
+            links = [f'<code>{escape(src)}{":" + str(o["line"]) if o["line"] else ""}</code>']
+            if p: links.insert(0, f'documented in <a href="{escape(_rel(p, page))}#{escape(h["id"])}">{escape(page_titles.get(p, p))}</a>')
+            else:  # a value (a table of choices...) is named in its notebooks' prose
+                links.insert(0, 'see ' + ', '.join(f'<a href="{escape(_rel(d, page))}">{escape(page_titles.get(d, d))}</a>' for d in doc_pages))
+            parts.append(f'<section class="api-entry"><h2>{escape(name)}</h2><p class="api-meta">{kind} · {" · ".join(links)}</p>')
+            if h is not None:  # the rendered show_doc entry: signature, docstring, parameters
+                parts.append(_moved_copy(h.find_next_siblings(), p, page))
+                for sub, sh in entries[p].items():  # methods shown with show_doc
+                    if sub.startswith(name + '.'):
+                        parts.append(f'<h3>{escape(sub)}</h3><p class="api-meta"><a href="{escape(_rel(p, page))}#{escape(sh["id"])}">'
+                                     f'documented in {escape(page_titles.get(p, p))}</a></p>' + _moved_copy(sh.find_next_siblings(), p, page))
+            elif o['kind'] != 'value':
+                parts.append(f'<div class="highlight"><pre>{escape(("class " if o["kind"] == "class" else "def ") + name + o["signature"])}</pre></div>')
+                if o['doc']: parts.append(f'<p><em>{escape(o["doc"].strip().split(chr(10) + chr(10))[0])}</em></p>')
+            parts.append('</section>')
+        desc = descriptions.get(page_of(writers[mod][0]), '')
+        pages[page] = dict(title=mod, description=desc, lead=f'<p>{escape(desc)}</p>' if desc else '', body='\n'.join(parts))
+        names = ', '.join(f'<a href="{escape(_rel(page, "api/index.html"))}#{_slug(o["name"])}"><code>{escape(o["name"])}</code></a>' for o in api)
+        index_rows.append(f'<tr><td><a href="{escape(_rel(page, "api/index.html"))}">{escape(mod)}</a></td><td>{escape(desc)}</td><td>{names}</td></tr>')
+    if pages:
+        pages['api/index.html'] = dict(title='API reference', description='Every public name of the library, module by module.',
+                                       lead='<p>Every public name of the library, module by module.</p>',
+                                       body='<table class="api-index"><thead><tr><th>module</th><th>what it holds</th><th>public names</th></tr></thead>'
+                                            f'<tbody>{"".join(index_rows)}</tbody></table>')
+    return pages
+
+# ------------------------------------------------------------------------------------------------- search
+
+ASSETS = NBS/'docs_assets'  # files copied as they are into the site (search.js)
+_re_heading = re.compile('^h[1-6]$')
+
+def search_entries(page, title, description, body):
+    """Search index entries of one page: one per section (the text up to its first heading, then one per heading with
+    an id, `show_doc` entries included), each {url (site path, with the heading's anchor), title, section, text}. The
+    prose, code and `show_doc` output of a section are indexed; other outputs (printed numbers, tables of results) are not."""
+    from bs4 import NavigableString, Tag
+    entries, cur = [], dict(url=page, title=title, section='', text=[description])
+    def flush():
+        text = re.sub(r'\s+', ' ', ''.join(cur['text'])).strip()
+        if text or cur['section']: entries.append(dict(cur, text=text))
+    for node in body.descendants:
+        if isinstance(node, Tag):
+            if _re_heading.match(node.name) and node.get('id'):
+                flush()
+                heading = node.get_text().replace('¶', '').strip()
+                cur = dict(url=f'{page}#{node["id"]}', title=title, section=heading, text=[])
+            continue
+        if type(node) is not NavigableString: continue  # comments, doctypes, CDATA
+        parents = list(node.parents)
+        if any(p.name in ('script', 'style') or _re_heading.match(p.name or '') for p in parents): continue
+        out = next((p for p in parents if 'output_area' in (p.get('class') or [])), None)
+        if out is not None and not any('celltag_showdoc' in (p.get('class') or []) for p in parents): continue
+        cur['text'].append(str(node))
+    flush()
+    return entries
+
+def write_search_index(out, entries):
+    "`search.json` and `search_index.js` (the same list, loadable by a `<script>` on pages opened from disk), and `search.js`"
+    data = json.dumps(entries, ensure_ascii=False, separators=(',', ':'))
+    (out/'search.json').write_text(data)
+    (out/'search_index.js').write_text(f'window.fastpruneSearchIndex = {data};\n')
+    shutil.copy2(ASSETS/'search.js', out/'search.js')
 
 def _css():
     from pygments.formatters import HtmlFormatter
@@ -470,7 +767,6 @@ def build(nbs=NBS, out=None, execute=False, slow=False, only=None, n_workers=Non
         if 'error' in r: problems.append(f'{r["rel"]}: failed to build:\n{r["error"].rstrip()}')
         else: rendered[r['rel']] = r; log(f'  {r["rel"]} -> {page_of(r["rel"])}')
 
-    titles = {nb: r['title'] for nb, r in rendered.items()}
     soups, anchors, symbols = {}, {}, {}
     for nb, r in rendered.items():
         page = page_of(nb)
@@ -481,17 +777,41 @@ def build(nbs=NBS, out=None, execute=False, slow=False, only=None, n_workers=Non
         anchors[page] = {el['id'] for el in soup.find_all(id=True)} | {el['name'] for el in soup.find_all('a', attrs={'name': True})}
     lookup = NbdevLookup(strip_libs='fastai fastcore').doc
     for page, soup in soups.items(): _link_symbols(soup, page, symbols, lookup)
+
+    # the API reference: a page per module the built notebooks export to, and its index
+    lib = cfg.lib_path.name
+    exports = {nb: exported_modules(nbs/nb, lib) for nb in notebooks}
+    modules = sorted(set().union(*(exports[nb] for nb in todo)))
+    writers = {m: sorted((nb for nb in notebooks if m in exports[nb]), key=lambda nb: default_exp(nbs/nb, lib) != m) for m in modules}
+    titles = {page_of(nb): r['title'] for nb, r in rendered.items()}
+    api = api_pages(modules, cfg.lib_path, writers, titles, {page_of(nb): r['description'] for nb, r in rendered.items()}, soups)
+    pages = {page_of(nb): r for nb, r in rendered.items()}
+    for page, r in api.items():
+        soup = BeautifulSoup(r['body'], 'html.parser')
+        _fix_headings(soup)
+        _link_symbols(soup, page, symbols, lookup)
+        soups[page], pages[page] = soup, r
+        anchors[page] = {el['id'] for el in soup.find_all(id=True)}
+    nav = [(title, [(page_of(nb), titles.get(page_of(nb), Path(nb).stem)) for nb in nbs_]) for title, nbs_ in sections]
+    if api: nav.append(('API reference', [('api/index.html', 'Overview')] + [(api_page_of(m), m) for m in modules if api_page_of(m) in api]))
+    api_of = {page_of(nb): [m for m in sorted(exports[nb]) if api_page_of(m) in api] for nb in rendered}
+
     site = site_title(nbs)
     (out/'styles.css').write_text(_css())
-    for nb, r in rendered.items():
-        page = page_of(nb); root = _rel('.', page) + '/' if '/' in page else ''
+    search = []
+    for page, r in pages.items():
+        root = _rel('.', page) + '/' if '/' in page else ''
+        search += search_entries(page, r['title'], BeautifulSoup(r['lead'], 'html.parser').get_text(), soups[page])
         lead = f'<div class="page-lead">{r["lead"]}</div>' if r['lead'] else ''
+        refs = ', '.join(f'<a href="{escape(_rel(api_page_of(m), page))}"><code>{escape(m)}</code></a>' for m in api_of.get(page, []))
         head_title = escape(r['title'] if r['title'] == site else f"{r['title']} – {site}")
         html = PAGE.format(title=escape(r['title']), head_title=head_title, site=escape(site), description=escape(r['description']), root=root,
-                           nav=_nav_html(sections, titles, page), lead=lead, body=str(soups[page]))
+                           nav=_nav_html(nav, page), lead=lead, body=str(soups[page]),
+                           api=f'<p class="page-api">API reference: {refs}</p>' if refs else '')
         soups[page] = BeautifulSoup(html, 'html.parser')  # the whole page, nav included, is what gets link-checked
         (out/page).parent.mkdir(parents=True, exist_ok=True)
         (out/page).write_text(html)
+    write_search_index(out, search)
     anchors.update({p: anchors[p] | {el['id'] for el in s.find_all(id=True)} for p, s in soups.items()})
     unbuilt = {page_of(nb) for nb in notebooks} - set(soups)
     problems += check_links(soups, anchors, unbuilt, out, nbs)
