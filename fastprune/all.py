@@ -11,6 +11,7 @@ from .core.criteria import *
 from .core.schedules import *
 from .sparsifier import *
 from .budget import *
+from .callbacks.base import *
 from .callbacks.sparsify import *
 from .callbacks.lottery import *
 from .callbacks.das import *

@@ -11,6 +11,6 @@ def test_surgery_works_without_fastai():
 def test_all_exports_the_public_api():
     ns = {}
     exec('from fastprune.all import *', ns)
-    for name in ['SparsifyCallback', 'LotteryRewindCallback', 'DASGrowPruneCallback', 'ClusterPruneCallback', 'Sparsifier',
+    for name in ['FitHooks', 'MaskedTraining', 'SparsifyCallback', 'LotteryRewindCallback', 'DASGrowPruneCallback', 'ClusterPruneCallback', 'Sparsifier',
                  'KnowledgeDistillationCallback', 'prune_units', 'grow_units', 'compact', 'compression_report', 'large_final', 'one_cycle', 'digits_dls']:
         assert name in ns, name

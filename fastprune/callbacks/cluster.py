@@ -10,7 +10,6 @@ from collections.abc import Iterable
 from functools import partial
 import torch
 from torch import nn
-from fastcore.basics import patch
 from fastai.data.transforms import Normalize
 from ..core.criteria import large_final
 from ..core.schedules import one_shot
@@ -50,24 +49,6 @@ def _check_layers(layers):
     if bad: raise ValueError(f"layers entries {bad!r} are not valid; valid: conv layer names (str) or the model's nn.Conv2d modules")
     return names
 
-class ClusterPruneCallback(SparsifyCallback):
-    "Prune conv layers one at a time for filter variety: cluster their filters' signatures, keep each cluster's best"
-    def __init__(self, sparsity:float, # share of the filters to remove from each pruned layer, in [0, 1)
-                 criteria=large_final, # a `Criterion` or a name in `CRITERIA`: picks the filter kept in each cluster
-                 layers=None, # a list of conv layer names and/or the model's `nn.Conv2d` modules, pruned in model order; None: those the `Sparsifier` selects
-                 schedule=one_shot, # fraction of a layer's target along its own segment of the fit
-                 encoder=None, # see `encode_signatures`: None (cached AlexNet weights), a weights path or a module
-                 render_kw:dict=None, # arguments of `filter_signatures` (size, steps, lr, transforms...)
-                 encode_kw:dict=None, # arguments of `encode_signatures` (size, stats, bs)
-                 compact:bool=True, # after the last epoch, physically remove the pruned filters
-                 resolution:float=0.05, # re-cluster a layer when its schedule fraction grew by this much
-                 seed:int=0): # seeds rendering and K-Means (an int >= 0)
-        super().__init__(_check_sparsity(sparsity), 'filter', 'local', criteria, schedule, nn.Conv2d, None, compact, resolution)
-        self.layers, self.seed = _check_layers(layers), _check_int(seed, 'seed', minimum=0)
-        for what, kw in dict(render_kw=render_kw, encode_kw=encode_kw).items(): _check_kw_values(kw, what)
-        self.encoder, self.render_kw, self.encode_kw = _cluster_settings(encoder, render_kw, encode_kw)  # fail before training
-        self.records, self.pruning_order = {}, None
-
 # %% ../../nbs/34_cluster_callback.ipynb #c008
 def _conv_names(model): return [n for n, m in model.named_modules() if isinstance(m, nn.Conv2d)]
 
@@ -89,82 +70,91 @@ def _resolve_layers(model, layers):
         raise ValueError(f"layers {bad} are not Conv2d layers of the model ({what}); its conv layers: {convs}")
     return list(dict.fromkeys(names))
 
-@patch
-def _setup(self:ClusterPruneCallback):
-    convs = _conv_names(self._net)
-    if self.layers is not None:
-        self.layers = _resolve_layers(self._net, self.layers)  # names from here on: no module references kept
-        self.exclude = [n for n in convs if n not in self.layers]
-    SparsifyCallback._setup(self)
-
-@patch
-def _check(self:ClusterPruneCallback, sp):
-    "Raise unless the filters of `layers` (or of some conv) can be cluster-pruned: each alone in its coupling group."
-    SparsifyCallback._check(self, sp)
-    convs = _conv_names(self._net)
-    alone = [l for l in sp.structured_layers if sp.coupled_layers(l) == [l]]
-    if self.layers is not None:
-        why = {l: sp.notes.get(l) or f"its filters are coupled with other layers' ({sp.coupled_layers(l)})"
-               for l in self.layers if l not in alone}
-        if why:
-            raise ValueError(f"layers {list(why)} cannot be cluster-pruned: {why}; "
-                             f"layers that can: {[n for n in convs if n in alone] or 'none'}")
-    self.pruning_order = [n for n in convs if n in alone and (self.layers is None or n in self.layers)]
-    if not self.pruning_order:
-        raise ValueError(f"no conv layer of the model can be cluster-pruned (conv layers: {convs}; "
-                         f"why not: {sp.notes}); pass layers=[...]")
-
 # %% ../../nbs/34_cluster_callback.ipynb #c010
-@patch
-def _render_kw(self:ClusterPruneCallback):
-    kw = dict(progress=False) | self.render_kw
-    if 'preprocess' not in kw:
-        tfms = getattr(getattr(self.dls.train, 'after_batch', None), 'fs', [])  # a fastai `Pipeline` or nothing
-        norm = next((t for t in tfms if isinstance(t, Normalize)), None)
-        if norm is not None: kw['preprocess'] = lambda x: (x - norm.mean.to(x)) / norm.std.to(x)
-    return kw
+class ClusterPruneCallback(SparsifyCallback):
+    "Prune conv layers one at a time for filter variety: cluster their filters' signatures, keep each cluster's best"
+    def __init__(self, sparsity:float, # share of the filters to remove from each pruned layer, in [0, 1)
+                 criteria=large_final, # a `Criterion` or a name in `CRITERIA`: picks the filter kept in each cluster
+                 layers=None, # a list of conv layer names and/or the model's `nn.Conv2d` modules, pruned in model order; None: those the `Sparsifier` selects
+                 schedule=one_shot, # fraction of a layer's target along its own segment of the fit
+                 encoder=None, # see `encode_signatures`: None (cached AlexNet weights), a weights path or a module
+                 render_kw:dict=None, # arguments of `filter_signatures` (size, steps, lr, transforms...)
+                 encode_kw:dict=None, # arguments of `encode_signatures` (size, stats, bs)
+                 compact:bool=True, # after the last epoch, physically remove the pruned filters
+                 resolution:float=0.05, # re-cluster a layer when its schedule fraction grew by this much
+                 seed:int=0): # seeds rendering and K-Means (an int >= 0)
+        super().__init__(_check_sparsity(sparsity), 'filter', 'local', criteria, schedule, nn.Conv2d, None, compact, resolution)
+        self.layers, self.seed = _check_layers(layers), _check_int(seed, 'seed', minimum=0)
+        for what, kw in dict(render_kw=render_kw, encode_kw=encode_kw).items(): _check_kw_values(kw, what)
+        self.encoder, self.render_kw, self.encode_kw = _cluster_settings(encoder, render_kw, encode_kw)  # fail before training
+        self.records, self.pruning_order = {}, None
 
-@patch
-def _cluster_prune(self:ClusterPruneCallback, layer, frac):
-    "Cluster `layer`'s unpruned filters and prune it to `frac` of the target, unless it is already there"
-    sp = self.sparsifier
-    pruned = sp.pruned_units(layer).cpu()
-    n, sparsity = len(pruned), self.sparsity * frac
-    if n - _n_clusters(n, sparsity) <= pruned.sum(): return
-    rec, prune = None, torch.zeros(0, dtype=torch.long)  # other ranks: rank 0's choice arrives with its masks
-    if _rank0():
-        rec = cluster_layer(self._net, layer, sparsity, sp.unit_scores(layer), self.encoder, self._render_kw(),
-                            self.encode_kw, self.seed, pruned)
-        prune = rec['prune']
-    sp.prune_layer_units(layer, prune)  # collective under DDP: every rank takes rank 0's masks
-    sp.apply_masks()
-    if rec is not None: self.records[layer] = rec
+    def _setup(self):
+        convs = _conv_names(self._net)
+        if self.layers is not None:
+            self.layers = _resolve_layers(self._net, self.layers)  # names from here on: no module references kept
+            self.exclude = [n for n in convs if n not in self.layers]
+        super()._setup()
 
-# %% ../../nbs/34_cluster_callback.ipynb #c011
-@patch
-def _fit_start(self:ClusterPruneCallback):
-    SparsifyCallback._fit_start(self)
-    self._reached = {}
+    def _check(self, sp):
+        "Raise unless the filters of `layers` (or of some conv) can be cluster-pruned: each alone in its coupling group."
+        super()._check(sp)
+        convs = _conv_names(self._net)
+        alone = [l for l in sp.structured_layers if sp.coupled_layers(l) == [l]]
+        if self.layers is not None:
+            why = {l: sp.notes.get(l) or f"its filters are coupled with other layers' ({sp.coupled_layers(l)})"
+                   for l in self.layers if l not in alone}
+            if why:
+                raise ValueError(f"layers {list(why)} cannot be cluster-pruned: {why}; "
+                                 f"layers that can: {[n for n in convs if n in alone] or 'none'}")
+        self.pruning_order = [n for n in convs if n in alone and (self.layers is None or n in self.layers)]
+        if not self.pruning_order:
+            raise ValueError(f"no conv layer of the model can be cluster-pruned (conv layers: {convs}; "
+                             f"why not: {sp.notes}); pass layers=[...]")
 
-@patch
-def _prune_until(self:ClusterPruneCallback, pos):
-    "Bring every layer to its schedule at position `pos` (in layer segments); layers of past segments to target"
-    current = min(int(pos), len(self.pruning_order) - 1)
-    for j, layer in enumerate(self.pruning_order[:current + 1]):
-        frac = 1. if j < current else float(self.schedule(min(1., pos - j)))
-        last = self._reached.get(layer, 0.)
-        if (frac >= 1 > last) or frac >= last + self.resolution:
-            self._cluster_prune(layer, frac)
-            self._reached[layer] = frac
-    self.target = {l: self.sparsity * f for l, f in self._reached.items()}
+    def _render_kw(self):
+        kw = dict(progress=False) | self.render_kw
+        if 'preprocess' not in kw:
+            tfms = getattr(getattr(self.dls.train, 'after_batch', None), 'fs', [])  # a fastai `Pipeline` or nothing
+            norm = next((t for t in tfms if isinstance(t, Normalize)), None)
+            if norm is not None: kw['preprocess'] = lambda x: (x - norm.mean.to(x)) / norm.std.to(x)
+        return kw
 
-@patch
-def before_batch(self:ClusterPruneCallback):
-    "Layer `j` owns the segment [j/L, (j+1)/L) of the fit"
-    self._prune_until(self._progress() * len(self.pruning_order))
+    def _cluster_prune(self, layer, frac):
+        "Cluster `layer`'s unpruned filters and prune it to `frac` of the target, unless it is already there"
+        sp = self.sparsifier
+        pruned = sp.pruned_units(layer).cpu()
+        n, sparsity = len(pruned), self.sparsity * frac
+        if n - _n_clusters(n, sparsity) <= pruned.sum(): return
+        rec, prune = None, torch.zeros(0, dtype=torch.long)  # other ranks: rank 0's choice arrives with its masks
+        if _rank0():
+            rec = cluster_layer(self._net, layer, sparsity, sp.unit_scores(layer), self.encoder, self._render_kw(),
+                                self.encode_kw, self.seed, pruned)
+            prune = rec['prune']
+        sp.prune_layer_units(layer, prune)  # collective under DDP: every rank takes rank 0's masks
+        sp.apply_masks()
+        if rec is not None: self.records[layer] = rec
 
-@patch
-def _fit_end(self:ClusterPruneCallback, trained):
-    "A fit too short to reach every segment (a single batch) still ends with every layer at its target"
-    if trained: self._prune_until(len(self.pruning_order))
-    SparsifyCallback._fit_end(self, trained)
+    def _fit_start(self):
+        super()._fit_start()
+        self._reached = {}
+
+    def _prune_until(self, pos):
+        "Bring every layer to its schedule at position `pos` (in layer segments); layers of past segments to target"
+        current = min(int(pos), len(self.pruning_order) - 1)
+        for j, layer in enumerate(self.pruning_order[:current + 1]):
+            frac = 1. if j < current else float(self.schedule(min(1., pos - j)))
+            last = self._reached.get(layer, 0.)
+            if (frac >= 1 > last) or frac >= last + self.resolution:
+                self._cluster_prune(layer, frac)
+                self._reached[layer] = frac
+        self.target = {l: self.sparsity * f for l, f in self._reached.items()}
+
+    def before_batch(self):
+        "Layer `j` owns the segment [j/L, (j+1)/L) of the fit"
+        self._prune_until(self._progress() * len(self.pruning_order))
+
+    def _fit_end(self, trained):
+        "A fit too short to reach every segment (a single batch) still ends with every layer at its target"
+        if trained: self._prune_until(len(self.pruning_order))
+        super()._fit_end(trained)

@@ -19,7 +19,7 @@ from ..surgery.graph import trace, group_of, Group, _module_name
 from ..surgery.edit import grow_units, prune_units
 from ..sparsifier import _object_from_rank0
 from ..models import _check_int, _check_finite
-from .sparsify import _FitHooks
+from .base import FitHooks as _FitHooks
 
 # %% ../../nbs/33_das_callback.ipynb #c006
 _REGULARIZERS = ('weighted_l1', 'l1', 'group_l21', None)

@@ -11,14 +11,15 @@ import torch
 from torch import nn
 import pandas as pd
 from functools import partial
-from fastcore.basics import store_attr, patch
+from fastcore.basics import store_attr
 from fastai.learner import SkipToEpoch
 from ..core.granularity import GRANULARITIES
 from ..core.criteria import large_final, _get_criterion
 from ..data import _example_input
 from ..sparsifier import Sparsifier, _CONTEXTS, _check_round_to, _from_rank0, _EXTRAS
 from ..cluster import cluster_layer, _cluster_settings
-from .sparsify import SparsifyCallback, _MaskedTraining
+from .base import MaskedTraining
+from .sparsify import SparsifyCallback
 from ..surgery.edit import compact as _compact_model
 from ..report import _lower_is_better
 from ..models import _check_int
@@ -98,7 +99,17 @@ def _check_prune_fraction(p):
         raise ValueError(f"prune_fraction={p!r} is not valid; valid: a float in (0, 1)")
     return float(p)
 
-class LotteryRewindCallback(_MaskedTraining):
+def _resumed_at(learn):
+    "The epoch a fit starts at: k for `fit(..., start_epoch=k)` (fastai's way to resume), else 0."
+    return next((getattr(cb, '_skip_to', 0) for cb in learn.cbs if isinstance(cb, SkipToEpoch)), 0)
+
+def _floats_from_rank0(values):
+    "Rank 0's `values` (floats) on every rank under `torch.distributed`, so all ranks keep the same history."
+    t = torch.tensor(values, dtype=torch.float64)
+    _from_rank0([t])
+    return t.tolist()
+
+class LotteryRewindCallback(MaskedTraining):
     "Iterative magnitude pruning with rewinding: each fit after the first prunes, rewinds and trains the next ticket."
     order, run_valid = SparsifyCallback.order, False
 
@@ -159,133 +170,111 @@ class LotteryRewindCallback(_MaskedTraining):
             net.register_load_state_dict_pre_hook(partial(_load_state, self.state))
             self._hooked = net
 
-# %% ../../nbs/31_lottery_callback.ipynb #c015
-@patch
-def after_create(self:LotteryRewindCallback): self._setup()
+    def after_create(self): self._setup()
 
-@patch
-def _rewind_at(self:LotteryRewindCallback):
-    "Training iteration of the first fit at which the rewind point is recorded; ValueError if the fit is shorter."
-    n_iter = len(self.dls.train)
-    if self.rewind_iter is not None:
-        if self.rewind_iter >= self.n_epoch * n_iter:
-            raise ValueError(f"rewind_iter={self.rewind_iter} is beyond the first fit ({self.n_epoch} epochs of "
-                             f"{n_iter} iterations); valid: 0 <= rewind_iter < {self.n_epoch * n_iter}")
-        return self.rewind_iter
-    if self.rewind_epoch >= self.n_epoch:
-        raise ValueError(f"rewind_epoch={self.rewind_epoch} is beyond the first fit of {self.n_epoch} epochs; "
-                         f"valid: 0 <= rewind_epoch < {self.n_epoch}")
-    return self.rewind_epoch * n_iter
+    def _rewind_at(self):
+        "Training iteration of the first fit at which the rewind point is recorded; ValueError if the fit is shorter."
+        n_iter = len(self.dls.train)
+        if self.rewind_iter is not None:
+            if self.rewind_iter >= self.n_epoch * n_iter:
+                raise ValueError(f"rewind_iter={self.rewind_iter} is beyond the first fit ({self.n_epoch} epochs of "
+                                 f"{n_iter} iterations); valid: 0 <= rewind_iter < {self.n_epoch * n_iter}")
+            return self.rewind_iter
+        if self.rewind_epoch >= self.n_epoch:
+            raise ValueError(f"rewind_epoch={self.rewind_epoch} is beyond the first fit of {self.n_epoch} epochs; "
+                             f"valid: 0 <= rewind_epoch < {self.n_epoch}")
+        return self.rewind_epoch * n_iter
 
-def _resumed_at(learn):
-    "The epoch a fit starts at: k for `fit(..., start_epoch=k)` (fastai's way to resume), else 0."
-    return next((getattr(cb, '_skip_to', 0) for cb in learn.cbs if isinstance(cb, SkipToEpoch)), 0)
+    def _fit_start(self): self._epoch_values = []
 
-@patch
-def _fit_start(self:LotteryRewindCallback): self._epoch_values = []
+    def after_epoch(self):
+        "Keep the epoch's losses and metrics: a `validate()` inside the fit clears the Recorder's (its order 50 comes later)."
+        if not self._validating: self._epoch_values.append(self.recorder.log[1:].copy())
 
-@patch
-def after_epoch(self:LotteryRewindCallback):
-    "Keep the epoch's losses and metrics: a `validate()` inside the fit clears the Recorder's (its order 50 comes later)."
-    if not self._validating: self._epoch_values.append(self.recorder.log[1:].copy())
+    def _train_start(self):
+        "A level starts: validate, then prune, rewind and clear the optimizer state (unless the fit resumes a level from a checkpoint)."
+        st = self.state
+        if st.model is not None and st.model is not self._net:
+            raise ValueError("This LotteryRewindCallback's run belongs to another model; valid: the model it recorded, or a "
+                             "new Learner created with the callback in `cbs` followed by learn.load(<checkpoint>)")
+        self._record_at = self._rewind_at() if st.rewind is None else None
+        self._setup()
+        resumed = _resumed_at(self.learn) > 0     # a level continued from a checkpoint: already pruned and rewound
+        if st.rewind is not None and not resumed:
+            _check_same_model(st.rewind, self._net, self.sparsifier)
+            target = 1 - (1 - self.prune_fraction) ** self.level
+            if self.selection: self.cluster_records[self.level] = self.selection.prune(self.sparsifier, self._net, target)
+            else: self.sparsifier.sparsify(target)
+            self._rewind()
+        st.model = self._net
+        self.sparsifier.apply_masks()
+        if not resumed: self.learn.opt.clear_state()  # fastai keeps `learn.opt` (and Adam's moments) between fits
 
-@patch
-def _train_start(self:LotteryRewindCallback):
-    "A level starts: validate, then prune, rewind and clear the optimizer state (unless the fit resumes a level from a checkpoint)."
-    st = self.state
-    if st.model is not None and st.model is not self._net:
-        raise ValueError("This LotteryRewindCallback's run belongs to another model; valid: the model it recorded, or a "
-                         "new Learner created with the callback in `cbs` followed by learn.load(<checkpoint>)")
-    self._record_at = self._rewind_at() if st.rewind is None else None
-    self._setup()
-    resumed = _resumed_at(self.learn) > 0         # a level continued from a checkpoint: already pruned and rewound
-    if st.rewind is not None and not resumed:
-        _check_same_model(st.rewind, self._net, self.sparsifier)
-        target = 1 - (1 - self.prune_fraction) ** self.level
-        if self.selection: self.cluster_records[self.level] = self.selection.prune(self.sparsifier, self._net, target)
-        else: self.sparsifier.sparsify(target)
-        self._rewind()
-    st.model = self._net
-    self.sparsifier.apply_masks()
-    if not resumed: self.learn.opt.clear_state()  # fastai keeps `learn.opt` (and Adam's moments) between fits
-
-@patch
-def _rewind(self:LotteryRewindCallback):
-    "Set every parameter and buffer to the rewind point; with `reinit`, conv/linear weights to a random permutation of it."
-    tensors = dict(self._net.named_parameters()) | dict(self._net.named_buffers())
-    reinit = {f'{n}.weight' for n in self.sparsifier.candidates} if self.reinit else set()
-    with torch.no_grad():
-        for k, v in self.state.rewind.items():
-            if k in reinit: v = v.flatten()[torch.randperm(v.numel(), device=v.device)].view_as(v)
-            tensors[k].copy_(v)
-
-@patch
-def before_batch(self:LotteryRewindCallback):
-    if self._record_at is not None and self._pos() == self._record_at:  # also when resumed
-        keys = _state_keys(self._net, self.sparsifier)
+    def _rewind(self):
+        "Set every parameter and buffer to the rewind point; with `reinit`, conv/linear weights to a random permutation of it."
         tensors = dict(self._net.named_parameters()) | dict(self._net.named_buffers())
-        self.state.rewind = {k: tensors[k].detach().clone() for k in keys}
-        _from_rank0(self.state.rewind.values())   # BN statistics of the last batches differ between DDP ranks
-        self._record_at = None
+        reinit = {f'{n}.weight' for n in self.sparsifier.candidates} if self.reinit else set()
+        with torch.no_grad():
+            for k, v in self.state.rewind.items():
+                if k in reinit: v = v.flatten()[torch.randperm(v.numel(), device=v.device)].view_as(v)
+                tensors[k].copy_(v)
 
-def _floats_from_rank0(values):
-    "Rank 0's `values` (floats) on every rank under `torch.distributed`, so all ranks keep the same history."
-    t = torch.tensor(values, dtype=torch.float64)
-    _from_rank0([t])
-    return t.tolist()
+    def before_batch(self):
+        if self._record_at is not None and self._pos() == self._record_at:  # also when resumed
+            keys = _state_keys(self._net, self.sparsifier)
+            tensors = dict(self._net.named_parameters()) | dict(self._net.named_buffers())
+            self.state.rewind = {k: tensors[k].detach().clone() for k in keys}
+            _from_rank0(self.state.rewind.values())   # BN statistics of the last batches differ between DDP ranks
+            self._record_at = None
 
-@patch
-def _fit_end(self:LotteryRewindCallback, trained):
-    "Append this level's row to the history: sparsity and the last and best validation values of the first metric."
-    if not trained: return                          # a fit that never trained is no level
-    if self.state.rewind is None:                   # e.g. stopped early: the next fit is the first one again
-        warnings.warn(f"LotteryRewindCallback: the first fit ended before its rewind point (training iteration "
-                      f"{self._record_at}), so it completed no level; the next fit records the rewind point again")
-        return
-    names = self.learn.recorder.metric_names[1:-1]  # without 'epoch' and 'time'
-    metric = self.learn.metrics[0].name if len(self.learn.metrics) else 'valid_loss'
-    def column(name): return [float(v[names.index(name)]) for v in self._epoch_values if len(v) == len(names)] or [float('nan')]
-    vals = column(metric)                           # NaN when no validation ran: the level still counts
-    best = min if _lower_is_better(metric) else max
-    s = self.sparsifier.achieved_sparsity
-    s, loss, final, best = _floats_from_rank0([s, column('valid_loss')[-1], vals[-1], best(vals)])
-    self.state.metric = metric
-    self.state.history.append(dict(level=self.level, sparsity=s, density=1 - s, valid_loss=loss, final=final, best=best))
+    def _fit_end(self, trained):
+        "Append this level's row to the history: sparsity and the last and best validation values of the first metric."
+        if not trained: return                      # a fit that never trained is no level
+        if self.state.rewind is None:               # e.g. stopped early: the next fit is the first one again
+            warnings.warn(f"LotteryRewindCallback: the first fit ended before its rewind point (training iteration "
+                          f"{self._record_at}), so it completed no level; the next fit records the rewind point again")
+            return
+        names = self.learn.recorder.metric_names[1:-1]  # without 'epoch' and 'time'
+        metric = self.learn.metrics[0].name if len(self.learn.metrics) else 'valid_loss'
+        def column(name): return [float(v[names.index(name)]) for v in self._epoch_values if len(v) == len(names)] or [float('nan')]
+        vals = column(metric)                       # NaN when no validation ran: the level still counts
+        best = min if _lower_is_better(metric) else max
+        s = self.sparsifier.achieved_sparsity
+        s, loss, final, best = _floats_from_rank0([s, column('valid_loss')[-1], vals[-1], best(vals)])
+        self.state.metric = metric
+        self.state.history.append(dict(level=self.level, sparsity=s, density=1 - s, valid_loss=loss, final=final, best=best))
 
-# %% ../../nbs/31_lottery_callback.ipynb #c017
-@patch
-def plot(self:LotteryRewindCallback, ax=None, # matplotlib axes to draw on (a new figure when None)
-         label=None, # legend label; default: 'rewind' or 'reinit'
-         **kwargs): # passed to `ax.plot`
-    "Final validation metric of every level against the weights remaining (log scale, sparsity grows to the right)."
-    import matplotlib.pyplot as plt
-    if ax is None: _, ax = plt.subplots(figsize=(6, 4))
-    h = self.history
-    ax.plot(100 * h.density, h.iloc[:, 4], marker='o', label=label or ('reinit' if self.reinit else 'rewind'), **kwargs)
-    ax.set_xscale('log')
-    ax.set_xticks(100 * h.density, [f'{d:.3g}' for d in 100 * h.density], minor=False); ax.minorticks_off()
-    if not ax.xaxis_inverted(): ax.invert_xaxis()
-    ax.set_xlabel('weights remaining (%)'); ax.set_ylabel(h.columns[4].replace('_', ' ')); ax.legend()
-    return ax
+    def plot(self, ax=None, # matplotlib axes to draw on (a new figure when None)
+             label=None, # legend label; default: 'rewind' or 'reinit'
+             **kwargs): # passed to `ax.plot`
+        "Final validation metric of every level against the weights remaining (log scale, sparsity grows to the right)."
+        import matplotlib.pyplot as plt
+        if ax is None: _, ax = plt.subplots(figsize=(6, 4))
+        h = self.history
+        ax.plot(100 * h.density, h.iloc[:, 4], marker='o', label=label or ('reinit' if self.reinit else 'rewind'), **kwargs)
+        ax.set_xscale('log')
+        ax.set_xticks(100 * h.density, [f'{d:.3g}' for d in 100 * h.density], minor=False); ax.minorticks_off()
+        if not ax.xaxis_inverted(): ax.invert_xaxis()
+        ax.set_xlabel('weights remaining (%)'); ax.set_ylabel(h.columns[4].replace('_', ' ')); ax.legend()
+        return ax
 
-@patch(cls_method=True)
-def plot_many(cls:LotteryRewindCallback, cbs, # the callbacks of the runs to compare
-              labels=None, # one legend label per callback
-              ax=None):
-    "One line per run on shared axes; returns the axes."
-    for i, cb in enumerate(cbs): ax = cb.plot(ax=ax, label=None if labels is None else labels[i])
-    return ax
+    @classmethod
+    def plot_many(cls, cbs, # the callbacks of the runs to compare
+                  labels=None, # one legend label per callback
+                  ax=None):
+        "One line per run on shared axes; returns the axes."
+        for i, cb in enumerate(cbs): ax = cb.plot(ax=ax, label=None if labels is None else labels[i])
+        return ax
 
-@patch
-def compact(self:LotteryRewindCallback, learn=None): # the run's `Learner`; default: the one the callback is attached to
-    "Physically remove the all-zero units of a structured ticket; returns `{layer: n_removed}`."
-    learn = learn or self.learn
-    if learn is None or getattr(learn.model, 'module', learn.model) is not self.state.model:
-        raise ValueError(f"compact: learn={learn!r} does not hold this run's model; valid: the Learner of the run")
-    attached, self.learn = self.learn, learn
-    try:
-        x, state = _example_input(learn), self.sparsifier.detach()
-        try: removed = _compact_model(self._net, x, opt=self.opt, param_state=[*state, self.state.rewind or {}])
-        finally: self.sparsifier.attach(*state)   # all or nothing: the masks go back on the (possibly smaller) model
-    finally: self.learn = attached
-    return removed
+    def compact(self, learn=None): # the run's `Learner`; default: the one the callback is attached to
+        "Physically remove the all-zero units of a structured ticket; returns `{layer: n_removed}`."
+        learn = learn or self.learn
+        if learn is None or getattr(learn.model, 'module', learn.model) is not self.state.model:
+            raise ValueError(f"compact: learn={learn!r} does not hold this run's model; valid: the Learner of the run")
+        attached, self.learn = self.learn, learn
+        try:
+            x, state = _example_input(learn), self.sparsifier.detach()
+            try: removed = _compact_model(self._net, x, opt=self.opt, param_state=[*state, self.state.rewind or {}])
+            finally: self.sparsifier.attach(*state)   # all or nothing: the masks go back on the (possibly smaller) model
+        finally: self.learn = attached
+        return removed

@@ -9,14 +9,14 @@ __all__ = ['SparsifyCallback']
 import math, weakref
 import torch
 from torch import nn
-from fastcore.basics import store_attr, patch
+from fastcore.basics import store_attr
 from fastcore.foundation import L
-from fastai.callback.core import Callback
 from fastai.learner import ValueMetric
 from ..core.granularity import GRANULARITIES
 from ..core.criteria import large_final, _get_criterion
 from ..core.schedules import one_cycle, one_shot, _get_schedule
 from ..sparsifier import Sparsifier, _check_sparsity, _check_round_to, _check_caps, _CONTEXTS, _rank0
+from .base import MaskedTraining
 from ..budget import Budget, count_cost, check_budget, prune_to_budget
 from ..data import _example_input
 from ..surgery.edit import compact as _compact_model, resize_to
@@ -30,46 +30,6 @@ def _check_target(sparsity):
         return {k: _check_sparsity(v, f'sparsity[{k!r}]') for k, v in sparsity.items()}
     return _check_sparsity(sparsity)
 
-class _AtFitEnd(Callback):
-    "Calls `owner._fit_end` once every other callback's `after_fit` ran (`SaveModelCallback` reloads its best epoch there)."
-    order = 100
-    def __init__(self, owner): self.owner = owner
-    def after_fit(self):
-        if self.owner._validating: return
-        self.learn.remove_cb(self)
-        self.owner._fit_end(self.owner._trained)
-
-class _FitHooks(Callback):
-    """Per-fit work goes in `_fit_start`, `_train_start` (the fit's first training phase) and `_fit_end(trained)`,
-    which `learn.validate()`/`get_preds` never call, not even from inside a fit (fastai fires `before_fit` and
-    `after_fit` around those too), and which `lr_find` never sees. `_net` is the model without a DDP wrapper."""
-    _trained = True  # outside a fit there is no fit to start: `before_fit` sets it to False
-    @property
-    def _net(self): return getattr(self.model, 'module', self.model)
-    @property
-    def _validating(self): return self.learn.lock.locked()  # fastai holds it exactly in `validation_context`
-    def before_fit(self):
-        if self._validating: return
-        if hasattr(self.learn, 'lr_finder'): self.run = False; return  # fastai sets `run` back after the fit
-        self._trained = False
-        self.learn.remove_cbs([c for c in self.learn.cbs if isinstance(c, _AtFitEnd) and c.owner is self])  # a crashed fit's
-        self.learn.add_cb(_AtFitEnd(self))
-        self._fit_start()
-    def before_train(self):
-        if self._trained: return
-        self._train_start()
-        self._trained = True
-    def _fit_start(self): pass
-    def _train_start(self): pass
-    def _fit_end(self, trained): "`trained`: whether a training phase ran (not, e.g., when `start_epoch` skipped them all)"
-
-class _MaskedTraining(_FitHooks):
-    "Keeps `self.sparsifier`'s masks exact through every optimizer step."
-    def _pos(self): return self.epoch * self.n_iter + self.iter  # training batch of the fit, also when resumed
-    def before_step(self): self.sparsifier.mask_grads()  # no gradient, so no momentum, on masked weights
-    def after_step(self): self.sparsifier.apply_masks()   # weight decay and Adam updates cannot revive them
-    def after_backward(self): self.sparsifier.accumulate_grads()  # for criteria that need gradients (a no-op otherwise)
-
 _RECORD = 'sparsify_record'  # root buffer: dense FLOPs, dense parameters, then per block set units removed and block size
 _RECORD_HOOKED = weakref.WeakKeyDictionary()  # model → its one `_before_load` hook
 
@@ -79,7 +39,8 @@ def _before_load(module, sd, prefix, *args):
     resize_to(module, sd, prefix)
     if prefix + _RECORD not in sd: sd[prefix + _RECORD] = getattr(module, _RECORD).clone()
 
-class SparsifyCallback(_MaskedTraining):
+# %% ../../nbs/30_sparsify_callback.ipynb #c008
+class SparsifyCallback(MaskedTraining):
     "Prune `learn.model` while it trains, following `schedule` up to `sparsity` or a cost `budget`."
     order, run_valid = 8, False  # before MixedPrecision (10) and GradientClip (11); before Recorder (50) for the column
 
@@ -112,6 +73,48 @@ class SparsifyCallback(_MaskedTraining):
         self.schedule = _get_schedule(schedule or (one_shot if budget is not None else one_cycle))
         store_attr('granularity,context,layer_type,exclude,compact,resolution,budget')
         self.sparsifier, self.achieved_sparsity, self.target, self.compacted, self.cost = None, None, 0., None, None
+
+    def after_create(self): self._setup()
+
+    def _fit_start(self):
+        if self.sparsifier is None or self.sparsifier.model is not self._net: self._setup()
+        self.sparsifier._sync()                                # the model as this run keeps it, whatever ran since
+        self._read_record()
+        self._drop_stale_opt_state()
+        self._applied_step = None                                      # known at the first batch (a resumed fit starts later)
+        self.sparsifier.apply_masks()                          # masks restored by `learn.load` hold from step one
+        self._drop_metric()
+        self.learn.metrics = self.learn.metrics + [ValueMetric(self._sparsity_now, 'sparsity')]
+
+    def before_batch(self):
+        # Update points are a pure function of progress (multiples of `resolution`), so a fit resumed from a checkpoint
+        # knows the last fraction the interrupted fit applied and updates the masks at the very batches an uninterrupted
+        # fit would. Near the end, finish at once: a last small step at the very end has no time to recover.
+        # The grid decides when; the mask is made for the schedule's exact fraction at that batch.
+        pos = self._pos()
+        if self._applied_step is None: self._applied_step = max(map(self._step_frac, range(pos)), default=-1.)  # -1: nothing applied
+        step = self._step_frac(pos)
+        if step <= self._applied_step: return
+        if 'grad' in self.criteria.needs and not self.sparsifier._has_grads(): return  # no gradients since last update
+        if 'init' in self.criteria.needs and not self.sparsifier._has_moved(): return  # no step since the starting weights
+        self.target = self._target(1. if step == 1 else self._schedule_frac(pos))
+        if self.budget is None: self.sparsifier.sparsify(self.target)
+        else: self.cost = prune_to_budget(self.sparsifier, self.budget, _example_input(self.learn), self._reference(), self.target)
+        self.sparsifier.apply_masks()
+        self._applied_step = step
+        if self.compact and self._net is self.model: self._compact()  # the rest of the fit trains the smaller net (not under DDP)
+
+    def _fit_end(self, trained):
+        self._drop_metric()
+        if not trained: return
+        self.sparsifier._sync(); self._read_record()           # `SaveModelCallback` may have reloaded another width
+        self.achieved_sparsity = self.sparsifier.achieved_sparsity
+        if _rank0(): print(self.sparsifier.sparsity_report().to_string(index=False))  # one report under DDP
+        if self.compact:
+            self._compact()
+            n = sum(p.numel() for p in self.model.parameters())
+            if _rank0(): print(f"compact: removed {self.compacted} units; {n:,} parameters left")
+        if self.budget is not None: self._report_budget()
 
     def _setup(self):
         "Build the `Sparsifier` (adopting masks already on the model); validate the target and, for `compact`, tracing."
@@ -179,76 +182,26 @@ class SparsifyCallback(_MaskedTraining):
         frac = self._schedule_frac(pos)
         return 1. if frac >= 1 - self.resolution else math.floor(frac / self.resolution + 1e-9) * self.resolution
 
-# %% ../../nbs/30_sparsify_callback.ipynb #c008
-@patch
-def after_create(self:SparsifyCallback): self._setup()
+    def _compact(self):
+        "Remove all-zero units with the surgery engine, slicing optimizer state and the sparsifier's buffers along."
+        x, sp = _example_input(self.learn), self.sparsifier
+        state = sp.detach()                # masks, starting weights, accumulated gradient terms
+        try: removed = _compact_model(self._net, x, opt=self.opt, param_state=state)
+        finally: sp.attach(*state)                             # at the new widths; all or nothing if compact failed
+        if not removed: return
+        self.compacted = {k: (self.compacted or {}).get(k, 0) + removed.get(k, 0) for k in {**(self.compacted or {}), **removed}}
+        for b in sp.blocks: sp.removed[b.layers[0]] = sp.removed.get(b.layers[0], 0) + removed.get(b.layers[0], 0)
+        if getattr(self._net, _RECORD, None) is not None: self._write_record()
 
-@patch
-def _fit_start(self:SparsifyCallback):
-    if self.sparsifier is None or self.sparsifier.model is not self._net: self._setup()
-    self.sparsifier._sync()                                    # the model as this run keeps it, whatever ran since
-    self._read_record()
-    self._drop_stale_opt_state()
-    self._applied_step = None                                          # known at the first batch (a resumed fit starts later)
-    self.sparsifier.apply_masks()                              # masks restored by `learn.load` hold from step one
-    self._drop_metric()
-    self.learn.metrics = self.learn.metrics + [ValueMetric(self._sparsity_now, 'sparsity')]
+    def _drop_stale_opt_state(self):
+        "Forget optimizer state that no longer fits its parameter's shape (a checkpoint of another width loaded without it)."
+        opt = getattr(self.learn, 'opt', None)
+        if opt is None: return
+        for p, st in list(opt.state.items()):
+            if any(isinstance(v, torch.Tensor) and v.ndim and v.shape != p.shape for v in st.values()): opt.state[p] = {}
 
-@patch
-def before_batch(self:SparsifyCallback):
-    # Update points are a pure function of progress (multiples of `resolution`), so a fit resumed from a checkpoint
-    # knows the last fraction the interrupted fit applied and updates the masks at the very batches an uninterrupted
-    # fit would. Near the end, finish at once: a last small step at the very end has no time to recover.
-    # The grid decides when; the mask is made for the schedule's exact fraction at that batch.
-    pos = self._pos()
-    if self._applied_step is None: self._applied_step = max(map(self._step_frac, range(pos)), default=-1.)  # -1: nothing applied
-    step = self._step_frac(pos)
-    if step <= self._applied_step: return
-    if 'grad' in self.criteria.needs and not self.sparsifier._has_grads(): return  # no gradients since last update
-    if 'init' in self.criteria.needs and not self.sparsifier._has_moved(): return  # no step since the starting weights
-    self.target = self._target(1. if step == 1 else self._schedule_frac(pos))
-    if self.budget is None: self.sparsifier.sparsify(self.target)
-    else: self.cost = prune_to_budget(self.sparsifier, self.budget, _example_input(self.learn), self._reference(), self.target)
-    self.sparsifier.apply_masks()
-    self._applied_step = step
-    if self.compact and self._net is self.model: self._compact()  # the rest of the fit trains the smaller net (not under DDP)
-
-@patch
-def _fit_end(self:SparsifyCallback, trained):
-    self._drop_metric()
-    if not trained: return
-    self.sparsifier._sync(); self._read_record()               # `SaveModelCallback` may have reloaded another width
-    self.achieved_sparsity = self.sparsifier.achieved_sparsity
-    if _rank0(): print(self.sparsifier.sparsity_report().to_string(index=False))  # one report under DDP
-    if self.compact:
-        self._compact()
-        n = sum(p.numel() for p in self.model.parameters())
-        if _rank0(): print(f"compact: removed {self.compacted} units; {n:,} parameters left")
-    if self.budget is not None: self._report_budget()
-
-@patch
-def _compact(self:SparsifyCallback):
-    "Remove all-zero units with the surgery engine, slicing optimizer state and the sparsifier's buffers along."
-    x, sp = _example_input(self.learn), self.sparsifier
-    state = sp.detach()                    # masks, starting weights, accumulated gradient terms
-    try: removed = _compact_model(self._net, x, opt=self.opt, param_state=state)
-    finally: sp.attach(*state)                                 # at the new widths; all or nothing if compact failed
-    if not removed: return
-    self.compacted = {k: (self.compacted or {}).get(k, 0) + removed.get(k, 0) for k in {**(self.compacted or {}), **removed}}
-    for b in sp.blocks: sp.removed[b.layers[0]] = sp.removed.get(b.layers[0], 0) + removed.get(b.layers[0], 0)
-    if getattr(self._net, _RECORD, None) is not None: self._write_record()
-
-@patch
-def _drop_stale_opt_state(self:SparsifyCallback):
-    "Forget optimizer state that no longer fits its parameter's shape (a checkpoint of another width loaded without it)."
-    opt = getattr(self.learn, 'opt', None)
-    if opt is None: return
-    for p, st in list(opt.state.items()):
-        if any(isinstance(v, torch.Tensor) and v.ndim and v.shape != p.shape for v in st.values()): opt.state[p] = {}
-
-@patch
-def _report_budget(self:SparsifyCallback):
-    "Print the budget asked and the cost reached, as fractions of the dense network's (measured on the model now)."
-    ref, now = self._reference(), count_cost(self._net, _example_input(self.learn))
-    self.cost = {k: now[k] / ref[k] for k in self.budget.limits}
-    if _rank0(): print(f"budget {self.budget!r}: reached " + ', '.join(f"{k} {v:.1%}" for k, v in self.cost.items()))
+    def _report_budget(self):
+        "Print the budget asked and the cost reached, as fractions of the dense network's (measured on the model now)."
+        ref, now = self._reference(), count_cost(self._net, _example_input(self.learn))
+        self.cost = {k: now[k] / ref[k] for k in self.budget.limits}
+        if _rank0(): print(f"budget {self.budget!r}: reached " + ', '.join(f"{k} {v:.1%}" for k, v in self.cost.items()))

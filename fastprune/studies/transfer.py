@@ -15,7 +15,7 @@ from fastai.torch_core import TensorImage
 from fastai.data.core import DataLoaders
 from fasttransform import Transform, Pipeline
 from ..data import _split_dir, _class_files, _files_dls, _TRAIN_NAMES, _VALID_NAMES
-from ..callbacks.sparsify import _FitHooks
+from ..callbacks.base import FitHooks
 
 # %% auto #0
 __all__ = ['transfer', 'ClassSplit', 'split_classes', 'ProgressiveAugmentCallback']
@@ -118,7 +118,7 @@ def _augment(pipe, x):
     if type(x) is not torch.Tensor: return pipe(x)
     return pipe(x.as_subclass(TensorImage)).as_subclass(torch.Tensor)
 
-class ProgressiveAugmentCallback(_FitHooks):
+class ProgressiveAugmentCallback(FitHooks):
     "Train without augmentation, then move to the next stage of batch transforms each time the training accuracy plateaus"
     order = 5  # before callbacks that read or mix the batch (e.g. MixUp)
     def __init__(self, stages, # list of stages: each a fastai batch `Transform` or a list of them, weakest first
@@ -132,7 +132,7 @@ class ProgressiveAugmentCallback(_FitHooks):
         store_attr('patience,min_delta,monitor')
 
     # `learn.validate()` sends before_fit/after_fit and the epoch events too, also from inside a fit: the curriculum
-    # starts with a real fit only (`_FitHooks`), and counts and moves on in the training phase's events, which only
+    # starts with a real fit only (`FitHooks`), and counts and moves on in the training phase's events, which only
     # `fit` sends.
     def _fit_start(self): self.stage, self.best, self.wait, self.history = 0, math.inf, 0, []
     def before_train(self):
