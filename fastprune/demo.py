@@ -24,7 +24,8 @@ def _demo_dls(data, size, bs, max_per_class, seed):
     return folder_dls(data, size=size, bs=bs, max_per_class=max_per_class, seed=seed)
 
 # %% ../nbs/60_demo.ipynb #c006
-def run_demo(data='digits', arch='vgg_bn', flops=0.38, epochs=4, lr=3e-3, size=32, bs=64, max_per_class=None, seed=0):
+def run_demo(data='digits', arch='vgg_bn', flops=0.38, epochs=4, lr=3e-3, size=32, bs=64, max_per_class=None, seed=0,
+             context='local'):
     "Train `arch` on `data`, prune it to `flops` of its FLOPs while fine-tuning with distillation, compact it; return both reports"
     if arch not in _archs: raise ValueError(f"arch={arch!r} is not one of {sorted(_archs)}")
     set_seed(seed, reproducible=True)
@@ -35,7 +36,8 @@ def run_demo(data='digits', arch='vgg_bn', flops=0.38, epochs=4, lr=3e-3, size=3
     learn.fit_one_cycle(epochs, lr)
     before = compression_report(learn.model, x, dls=dls)
     print(f'Pruning filters to {flops:.0%} of the FLOPs, then fine-tuning for {epochs} epochs with the dense net as teacher')
-    learn.fit_one_cycle(epochs, lr/3, cbs=[SparsifyCallback(budget=Budget(flops=flops), granularity='filter', compact=True),
+    learn.fit_one_cycle(epochs, lr/3, cbs=[SparsifyCallback(budget=Budget(flops=flops), granularity='filter', compact=True,
+                                                            context=context),
                                            KnowledgeDistillationCallback('snapshot')])
     after = compression_report(learn.model, x, dls=dls)
     return before, after
@@ -50,9 +52,10 @@ def main(data:str='digits',  # 'digits' (bundled, offline) or a fastai-layout im
          size:int=32,  # image size
          bs:int=64,  # batch size
          max_per_class:int=None,  # subsample a folder dataset to this many images per class
-         seed:int=0):  # random seed
+         seed:int=0,  # random seed
+         context:str='local'):  # 'local' (the same share of every layer) or 'global' (one ranking over all layers)
     "Train a CNN, prune its filters while it trains, remove them physically and print the report before/after"
-    before, after = run_demo(data, arch, flops, epochs, lr, size, bs, max_per_class, seed)
+    before, after = run_demo(data, arch, flops, epochs, lr, size, bs, max_per_class, seed, context)
     print('\nBefore pruning'); print(before)
     print('\nAfter pruning and compaction'); print(after)
     print('\nGain'); print(compare_reports(before, after))

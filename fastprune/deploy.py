@@ -18,7 +18,7 @@ from .surgery.module_rules import CONVS as _CONVS
 
 # %% auto #0
 __all__ = ['OnnxExport', 'export_onnx', 'fold_bn', 'quantize_linear_dynamic', 'accuracy_change', 'Int8Export', 'quantize_static',
-           'benchmark_inference', 'plot_benchmark', 'backend_rows']
+           'benchmark_inference', 'plot_benchmark', 'backend_rows', 'is_2_4', 'to_semi_structured']
 
 # %% ../nbs/50_deploy.ipynb #c006
 def _model_of(model_or_learn)->nn.Module:
@@ -419,3 +419,25 @@ def backend_rows(model, # `nn.Module` or `Learner`
     "{'latency <backend> bs=<N> (ms)': median} for `compression_report`: one row per backend and batch size"
     df = benchmark_inference(model, example_input, backends, batch_sizes, n_repeats)
     return {f'latency {r.backend} bs={r.batch_size} (ms)': r.median_ms for r in df.itertuples()}
+
+# %% ../nbs/50_deploy.ipynb #c066b
+def is_2_4(weight:torch.Tensor)->bool:
+    "True if at most 2 of every 4 consecutive entries along `weight`'s dim 1 are non-zero."
+    return weight.ndim >= 2 and weight.shape[1] % 4 == 0 and bool(((weight.movedim(1, -1).reshape(-1, 4) != 0).sum(1) <= 2).all())
+
+def to_semi_structured(model:nn.Module)->list:
+    """Store every `nn.Linear` weight of `model` that is 2:4 sparse as a half-precision semi-structured sparse tensor
+    (`torch.sparse.to_sparse_semi_structured`), in place; returns the converted layers' names. Needs a CUDA GPU with
+    sparse tensor cores (compute capability 8.0+) and `model` on it: RuntimeError otherwise, before anything changes."""
+    if not torch.cuda.is_available():
+        raise RuntimeError("to_semi_structured needs a CUDA GPU with sparse tensor cores (compute capability 8.0 or later); "
+                           "this machine has no CUDA GPU: run the 2:4-pruned model as it is (its zeros stored densely)")
+    if torch.cuda.get_device_capability() < (8, 0):
+        raise RuntimeError(f"to_semi_structured needs compute capability 8.0 or later; this GPU has "
+                           f"{'.'.join(map(str, torch.cuda.get_device_capability()))}")
+    layers = [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Linear) and is_2_4(m.weight)]
+    if bad := [n for n, m in layers if not m.weight.is_cuda]:
+        raise RuntimeError(f"layers {bad} are not on the GPU; valid: move the model there first (model.cuda().half())")
+    from torch.sparse import to_sparse_semi_structured
+    for _, m in layers: m.weight = nn.Parameter(to_sparse_semi_structured(m.weight.detach().half()), requires_grad=False)
+    return [n for n, _ in layers]

@@ -11,7 +11,7 @@ from collections import defaultdict
 import torch
 from torch import nn
 import pandas as pd
-from .core.granularity import GRANULARITIES, _granularity_dims, _unit_dim, _block_view, _block_expand
+from .core.granularity import GRANULARITIES, nm_pattern, _granularity_dims, _unit_dim, _block_view, _block_expand
 from .core.criteria import large_final, _get_criterion
 from .surgery.graph import trace
 from .surgery.groups import Group, dedup as _dedup
@@ -31,6 +31,7 @@ class _LayerBlocks:
     def __init__(self, name, layer, dims, unit_dim):
         self.name, self.layers, self.dims = name, [name], dims
         self.is_units = unit_dim is not None  # blocks are whole output (or input) units
+        self.share = 1.                       # pruning a block zeroes all of its weights
         self.min_kept = int(self.is_units)
         self.mask_params = [f'{name}.weight'] + ([f'{name}.bias'] if unit_dim == 0 and layer.bias is not None else [])
 
@@ -49,6 +50,7 @@ class _GroupUnits:
     (the rows of the `layers` computing them, their biases and norms); `'sink'`, input channels (the `layers` reading them)."""
     def __init__(self, group, kind, layers, dims):
         self.name, self.layers, self.dims, self.is_units, self.min_kept = '+'.join(layers), layers, dims, True, 1
+        self.share = 1.
         self.n_units = group.size
         self.recs = group.slices(kind)  # unit j of a rec: along `dim`, at offset + j*inner ... offset + (j+1)*inner
         self.all_recs = group.slices()  # every tensor the group's units are sliced from (what removing a unit shrinks)
@@ -69,6 +71,37 @@ class _GroupUnits:
             m = _mask_of(sp.model, r.name).movedim(r.dim, 0)
             keep = (~pruned).repeat_interleave(r.inner).reshape(-1, *[1] * (m.ndim - 1))
             m[r.offset: r.offset + r.size * r.inner] = keep
+
+class _NMBlocks:
+    """Runs of `m` consecutive weights along the input dim (dim 1) of one layer's weight, for N:M sparsity: pruning a
+    run masks its `m − n` lowest-scored weights, so at most `n` of every `m` stay (`share` of a run's weights go)."""
+    def __init__(self, name, layer, n, m):
+        if layer.weight.shape[1] % m:
+            raise ValueError(f"granularity '{n}:{m}': layer {name!r} has {layer.weight.shape[1]} inputs, not a multiple of "
+                             f"{m}; valid: an M that divides every pruned layer's input dim, or exclude=[{name!r}]")
+        self.name, self.layers, self.dims, self.n, self.m = name, [name], (), n, m
+        self.is_units, self.min_kept, self.share, self.mask_params = False, 0, (m - n) / m, [f'{name}.weight']
+
+    def _runs(self, t): return t.movedim(1, -1).reshape(-1, self.m)  # (runs, m): the input dim last, cut into runs
+    def _weight_scores(self, sp):
+        w = _param(sp.model, f'{self.name}.weight')
+        return self._runs(sp._block_scores(self.name, ()).reshape(w.shape))
+    def n_blocks(self, sp): return _param(sp.model, f'{self.name}.weight').numel() // self.m
+    def block_size(self, sp): return self.m
+    def scores(self, sp):
+        "What pruning each run loses: the sum of its `m − n` lowest weight scores."
+        return self._weight_scores(sp).sort(1).values[:, :self.m - self.n].sum(1)
+    def pruned(self, sp): return (~self._runs(_mask_of(sp.model, f'{self.name}.weight'))).sum(1) >= self.m - self.n
+
+    def write(self, sp, pruned):
+        new = (pruned & ~self.pruned(sp)).nonzero()[:, 0]
+        if not len(new): return
+        mask = _mask_of(sp.model, f'{self.name}.weight')
+        runs = self._runs(mask).clone()
+        lowest = self._weight_scores(sp).masked_fill(~runs, -math.inf).argsort(dim=1, stable=True)[:, :self.m - self.n]
+        runs[new[:, None], lowest[new]] = False
+        mask.copy_(runs.reshape(mask.movedim(1, -1).shape).movedim(-1, 1))
+
 
 # %% ../nbs/23_sparsifier.ipynb #c008
 def _choose(scores, pruned, k, min_kept=0):
@@ -276,6 +309,7 @@ class Sparsifier:
         unit_dims = {self._unit_dims[n] for n in self.layers}
         if self._example_input is not None and unit_dims in ({0}, {1}):
             self.blocks = self._group_blocks(self._example_input, _GROUP_KINDS[unit_dims.pop()])
+        elif nm := nm_pattern(self.granularity): self.blocks = [_NMBlocks(n, self.model.get_submodule(n), *nm) for n in self.layers]
         else: self.blocks = [_LayerBlocks(n, self.model.get_submodule(n), self.dims[n], self._unit_dims[n]) for n in self.layers]
 
     def _group_blocks(self, example_input, kind):
@@ -392,7 +426,15 @@ class Sparsifier:
         return s
 
     def _targets(self, sparsity):
-        "[(block set, sparsity)] for a float or a {layer name: sparsity} dict, validated."
+        "[(block set, sparsity)] for a float or a {layer name: sparsity} dict, validated (an N:M pattern prunes at most (M − N)/M)."
+        targets = self._checked_targets(sparsity)
+        for b, s in targets:
+            if s > b.share + 1e-9:
+                raise ValueError(f"sparsity {s!r} for {b.name!r} is more than granularity {self.granularity!r} can prune; "
+                                 f"valid: a float in [0, {b.share:g}]")
+        return targets
+
+    def _checked_targets(self, sparsity):
         if not isinstance(sparsity, dict):
             s = _check_sparsity(sparsity)
             return [(b, s) for b in self.blocks]
@@ -520,15 +562,15 @@ class Sparsifier:
         return b.n_blocks(self) + self.removed.get(b.layers[0], 0)
 
     def _n_pruned(self, b, s):
-        """Blocks of block set `b`, as it is now, that sparsity `s` prunes locally: round(s·n) of its `n` blocks before
+        """Blocks of block set `b`, as it is now, that sparsity `s` prunes locally: round(s·n / share) of its `n` blocks before
         compaction, at most n − `min_kept`, then `round_to`, less those compaction already removed."""
         n, r = self._n_reference(b), self.removed.get(b.layers[0], 0)
-        return max(0, self._rounded(n, min(round(s * n), n - b.min_kept)) - r)
+        return max(0, self._rounded(n, min(round(s / b.share * n), n - b.min_kept)) - r)
 
     def _prune_global(self, s, caps):
         "Rank the blocks of all block sets together; prune the lowest, within `caps`, until `s` of the selected weights are masked."
         pruned = [b.pruned(self) for b in self.blocks]
-        sizes = [self._reference_size(b) for b in self.blocks]
+        sizes = [self._reference_size(b) * b.share for b in self.blocks]  # weights pruning one block zeroes
         budget = s * self._n_weights() - sum(self.removed.get(b.layers[0], 0) * z for b, z in zip(self.blocks, sizes))
         if budget - sum(p.sum().item() * z for p, z in zip(pruned, sizes)) < min(sizes) / 2: return
         scores, lens = self._ranking(caps)
@@ -607,7 +649,8 @@ class Sparsifier:
     @property
     def achieved_sparsity(self):
         "Fraction of the pruned layers' weights that are masked, or were removed by compaction (counted at their size before it)."
-        pruned = sum((int(b.pruned(self).sum()) + self.removed.get(b.layers[0], 0)) * self._reference_size(b) for b in self.blocks)
+        pruned = sum((int(b.pruned(self).sum()) + self.removed.get(b.layers[0], 0)) * self._reference_size(b) * b.share
+                     for b in self.blocks)
         return pruned / self._n_weights()
 
     def sparsity_report(self):

@@ -13,7 +13,7 @@ import pandas as pd
 from functools import partial
 from fastcore.basics import store_attr
 from fastai.learner import SkipToEpoch
-from ..core.granularity import GRANULARITIES
+from ..core.granularity import check_granularity
 from ..core.criteria import large_final, _get_criterion
 from ..data import _example_input
 from ..sparsifier import Sparsifier, _CONTEXTS, _check_round_to, _from_rank0, _EXTRAS
@@ -116,7 +116,7 @@ class LotteryRewindCallback(MaskedTraining):
     def __init__(self, prune_fraction=0.2, # fraction of the remaining weights pruned at the start of each later fit
                  rewind_iter=None, # training iteration of the first fit to rewind to (instead of `rewind_epoch`)
                  rewind_epoch=0, # epoch of the first fit whose start is the rewind point; 0: the initialisation
-                 granularity='weight', # a name in `GRANULARITIES`
+                 granularity='weight', # a name in `GRANULARITIES`, or 'N:M' (e.g. '2:4')
                  context='global', # 'global' (one ranking over all layers) or 'local' (each layer by the fraction)
                  criteria=large_final, # a `Criterion`, a name in `CRITERIA`, or a `ClusterSelect`; on the previous fit's weights
                  exclude=None, # layer names kept dense; None: first and last layer for structured granularities
@@ -128,10 +128,8 @@ class LotteryRewindCallback(MaskedTraining):
         if rewind_iter is not None and rewind_epoch:
             raise ValueError(f"rewind_iter={rewind_iter!r} and rewind_epoch={rewind_epoch!r}: give one; "
                              f"valid: rewind_iter=None with rewind_epoch, or rewind_epoch=0 with rewind_iter")
-        if granularity not in GRANULARITIES:
-            raise ValueError(f"Unknown granularity {granularity!r}; valid: {sorted(GRANULARITIES)}")
         if context not in _CONTEXTS: raise ValueError(f"Unknown context {context!r}; valid: {list(_CONTEXTS)}")
-        self.round_to = _check_round_to(round_to, granularity)
+        self.round_to = _check_round_to(round_to, check_granularity(granularity))
         self.selection = criteria if isinstance(criteria, ClusterSelect) else None
         if self.selection and (granularity, context) != ('filter', 'local'):
             raise ValueError(f"criteria={criteria!r} selects whole filters layer by layer, got granularity={granularity!r}"

@@ -12,7 +12,7 @@ from torch import nn
 from fastcore.basics import store_attr
 from fastcore.foundation import L
 from fastai.learner import ValueMetric
-from ..core.granularity import GRANULARITIES
+from ..core.granularity import check_granularity
 from ..core.criteria import large_final, _get_criterion
 from ..core.schedules import one_cycle, one_shot, _get_schedule
 from ..sparsifier import Sparsifier, _check_sparsity, _check_round_to, _check_caps, _CONTEXTS, _rank0
@@ -45,7 +45,7 @@ class SparsifyCallback(MaskedTraining):
     order, run_valid = 8, False  # before MixedPrecision (10) and GradientClip (11); before Recorder (50) for the column
 
     def __init__(self, sparsity=None, # target: a float in [0, 1), or {layer name: sparsity}; or give `budget`
-                 granularity='weight', # a name in `GRANULARITIES`
+                 granularity='weight', # a name in `GRANULARITIES`, or 'N:M' (e.g. '2:4')
                  context='local', # 'local' (each layer the same share) or 'global' (one ranking over all layers)
                  criteria=large_final, # a `Criterion` or a name in `CRITERIA`
                  schedule=None, # a `Schedule`, a factory or its name, or `f(pct) -> fraction`; None: one_cycle, one_shot with a budget
@@ -62,12 +62,10 @@ class SparsifyCallback(MaskedTraining):
         if budget is not None and not isinstance(budget, Budget):
             raise TypeError(f"budget={budget!r} is not valid; valid: a Budget, e.g. Budget(flops=0.5)")
         self.sparsity = None if sparsity is None else _check_target(sparsity)
-        if granularity not in GRANULARITIES:
-            raise ValueError(f"Unknown granularity {granularity!r}; valid: {sorted(GRANULARITIES)}")
         if context not in _CONTEXTS: raise ValueError(f"Unknown context {context!r}; valid: {list(_CONTEXTS)}")
         if not 0 < resolution <= 1: raise ValueError(f"resolution={resolution!r} is not valid; valid: a float in (0, 1]")
         if not isinstance(compact, bool): raise TypeError(f"compact={compact!r} is not valid; valid: True or False")
-        self.round_to = _check_round_to(round_to, granularity)
+        self.round_to = _check_round_to(round_to, check_granularity(granularity))
         self.max_layer_sparsity = _check_caps(max_layer_sparsity)
         self.criteria = _get_criterion(criteria)
         self.schedule = _get_schedule(schedule or (one_shot if budget is not None else one_cycle))
