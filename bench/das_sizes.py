@@ -7,10 +7,12 @@ start's final widths, parameters and accuracy, then per layer the spread of the 
 over the starts (target: every start within +-25 % of the mean, the paper's Fig. 2) and how far each start ended
 below it (target: the widest start ends well below its start). `--net paper`: the paper's network (flatten head,
 dropout 0.2 and 0.5 after the strided convs) instead of `selu_net`'s default global-average-pool head.
+`--grow-out small`: new units' outgoing weights drawn small and random (LeCun normal of the consuming layer times
+`tau`, as the authors' code does) right after each growth, instead of `grow_units`' zeros (a bench-only variant).
 Usage: OMP_NUM_THREADS=1 python bench/das_sizes.py [--starts 16 64 256] [--epochs 20] [--lr 3e-3|find] [--size 8]
-                                                  [--seed 0] [--alpha A] [--net default|paper]
+                                                  [--seed 0] [--alpha A] [--net default|paper] [--grow-out zero|small]
 """
-import argparse, multiprocessing, os, statistics, sys, warnings
+import argparse, math, multiprocessing, os, statistics, sys, warnings
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 import torch
@@ -22,11 +24,31 @@ import fastai.callback.progress  # noqa: F401  (no_bar)
 from fastai.callback.schedule import minimum, steep, valley, slide  # also Learner.fit_one_cycle, lr_find
 from fastprune.data import digits_dls
 from fastprune.models import selu_net
+from fastprune.surgery.graph import trace, group_of
 from fastprune.callbacks.das import DASGrowPruneCallback
+
+class _SmallOutgoing(DASGrowPruneCallback):
+    "DAS whose new units' outgoing weights start small and random instead of zero (the authors' growth)."
+    def __init__(self, x, **kw): super().__init__(**kw); self.x = x
+    def before_train(self):
+        super().before_train()
+        old, new = (self.history[-1]['sizes'] if self.history else self.initial['sizes']), self.sizes()
+        if old == new: return
+        net, graph = self.learn.model, trace(self.learn.model, self.x)
+        params = dict(net.named_parameters())
+        with torch.no_grad():
+            for k in new:
+                for r in group_of(graph, k).slices('sink'):
+                    if r.name not in params or new[k] <= old[k]: continue
+                    p = params[r.name]
+                    rows = p.movedim(r.dim, 0)[r.offset + old[k] * r.inner: r.offset + new[k] * r.inner]
+                    rows.normal_(0, self.tau / math.sqrt(p[0].numel()))  # LeCun normal (std 1/sqrt(fan_in)) times tau
 
 def _learner(a, width, das=True):
     set_seed(a.seed, reproducible=True)
-    cbs = [DASGrowPruneCallback(**({} if a.alpha is None else dict(alpha=a.alpha)))] if das else []
+    kw = {} if a.alpha is None else dict(alpha=a.alpha)
+    das_cb = (lambda: _SmallOutgoing(torch.zeros(2, 3, a.size, a.size), **kw)) if a.grow_out == 'small' else (lambda: DASGrowPruneCallback(**kw))
+    cbs = [das_cb()] if das else []
     net = selu_net(width=width, **(dict(size=a.size, dropout=(0.2, 0.5)) if a.net == 'paper' else {}))
     return Learner(digits_dls(size=a.size, bs=32), net, metrics=accuracy, cbs=cbs)
 
@@ -44,6 +66,7 @@ def main():
     ap.add_argument('--lr', default='3e-3'); ap.add_argument('--size', type=int, default=8)
     ap.add_argument('--seed', type=int, default=0); ap.add_argument('--alpha', type=float, default=None)
     ap.add_argument('--net', default='default', choices=['default', 'paper'])
+    ap.add_argument('--grow-out', default='zero', choices=['zero', 'small'])
     a = ap.parse_args()
     warnings.simplefilter('ignore'); torch.set_num_threads(1)
     learn = _learner(a, sorted(a.starts)[len(a.starts) // 2], das=False)
@@ -53,7 +76,7 @@ def main():
     lr = sugg.valley if a.lr == 'find' else float(a.lr)
     print(f"DASGrowPruneCallback({'' if a.alpha is None else f'alpha={a.alpha}'}) defaults: "
           f"{ {k: getattr(DASGrowPruneCallback(), k) for k in ('penalty_mode', 'alpha', 'tau', 'growth_pct', 'min_growth')} }; "
-          f"digits {a.size}x{a.size}, {a.net} net, fit_one_cycle({a.epochs}, {lr:.2e}), seed {a.seed}")
+          f"digits {a.size}x{a.size}, {a.net} net, new units' outgoing weights {a.grow_out}, fit_one_cycle({a.epochs}, {lr:.2e}), seed {a.seed}")
     with ProcessPoolExecutor(min(len(a.starts), os.cpu_count()), mp_context=multiprocessing.get_context('fork')) as ex:
         res = dict(zip(a.starts, ex.map(_run, [a] * len(a.starts), a.starts, [lr] * len(a.starts))))
     for w, (sizes, n, acc, hist) in res.items():
