@@ -14,9 +14,12 @@ class RandNet(nn.Module):
     flatten or GAP head; `transposed`: the stages' convs are `ConvTranspose2d` (same shapes, weight dims 0 and 1 swapped).
     `act` is ReLU, or Sigmoid, which turns zeroed channels into 0.5 (their removal is then inexact).
     `shared`: BatchNorm + PReLU + depthwise conv applied to the stage's channels and also to a fixed-width tensor made
-    from the raw input (its output gates the stage), so the stage's channels cannot be removed."""
+    from the raw input (its output gates the stage), so the stage's channels cannot be removed.
+    `split` (even widths): a C2f-style split, `chunk(2)` with a conv on the second half, all three concatenated;
+    `shuffle`: a channel shuffle of 2 groups after each stage of even width (`'view'`: ShuffleNet's view/transpose,
+    `'module'`: `nn.ChannelShuffle`)."""
     def __init__(self, widths, residual, concat, depthwise, grouped, bn, flatten_head, act=nn.ReLU, size=8, shared=False,
-                 transposed=False):
+                 transposed=False, split=False, shuffle=None):
         super().__init__()
         conv = nn.ConvTranspose2d if transposed else nn.Conv2d
         self.residual, self.concat, self.depthwise, self.flatten_head, self.shared = residual, concat, depthwise, flatten_head, shared
@@ -30,8 +33,11 @@ class RandNet(nn.Module):
             if shared: s.width, s.follow = w, nn.Sequential(nn.BatchNorm2d(w), nn.PReLU(w), conv(w, w, 3, padding=1, groups=w))
             if residual: s.short = nn.Identity() if ni == w else conv(ni, w, 1)
             if concat: s.branch = conv(ni, 2 + i, 1)
-            self.stages.append(s)
             ni = w + (2 + i if concat else 0)
+            if split and ni % 2 == 0: s.split_conv = nn.Sequential(conv(ni // 2, ni // 2, 3, padding=1), nn.ReLU()); ni += ni // 2
+            s.shuffle = shuffle if ni % 2 == 0 else None
+            if s.shuffle == 'module': s.shuffle_layer = nn.ChannelShuffle(2)
+            self.stages.append(s)
         self.head = nn.Linear(ni*size*size, 5) if flatten_head else nn.Sequential(nn.Linear(ni, 7), nn.ReLU(), nn.Linear(7, 5))
 
     def forward(self, x):
@@ -42,12 +48,20 @@ class RandNet(nn.Module):
             if self.shared: y = s.follow(y) * torch.sigmoid(s.follow(x0[:, :1].expand(-1, s.width, -1, -1)).mean())
             if self.residual: y = y + s.short(x)
             if self.concat: y = torch.cat([y, F.relu(s.branch(x))], 1)
+            if hasattr(s, 'split_conv'):
+                a, b = y.chunk(2, 1)
+                y = torch.cat([a, b, s.split_conv(b)], 1)
+            if s.shuffle == 'module': y = s.shuffle_layer(y)
+            elif s.shuffle == 'view':
+                n, c, h, w = y.shape
+                y = y.view(n, 2, c // 2, h, w).transpose(1, 2).reshape(n, c, h, w)
             x = y
         return self.head(torch.flatten(x, 1) if self.flatten_head else x.mean((2, 3)))
 
 nets = st.builds(RandNet, widths=st.lists(st.integers(2, 6), min_size=1, max_size=4), residual=st.booleans(),
                  concat=st.booleans(), depthwise=st.booleans(), grouped=st.booleans(), bn=st.booleans(), flatten_head=st.booleans(),
-                 act=st.sampled_from([nn.ReLU, nn.Sigmoid]), shared=st.booleans(), transposed=st.booleans())
+                 act=st.sampled_from([nn.ReLU, nn.Sigmoid]), shared=st.booleans(), transposed=st.booleans(),
+                 split=st.booleans(), shuffle=st.sampled_from([None, 'view', 'module']))
 
 def _randomize(m):
     "Random BatchNorm statistics and affine parameters, so eval mode is non-trivial."

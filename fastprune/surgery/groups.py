@@ -49,10 +49,12 @@ class SizeAttr(NamedTuple):
 # %% ../../nbs/10a_groups.ipynb #g006b
 class Ann(NamedTuple):
     """What a node's value carries: `dims[d]` lists the `Seg`s on dim `d`. The tuple a split returns (`split=True`)
-    carries them in each element, which lacks dim `drop` if it is set (`unbind`)."""
+    carries them in each element, which lacks dim `drop` if it is set (`unbind`); a split along channels gives
+    element `i` the dims `items[i]` instead (then `dims` is the layout of the whole, before the split)."""
     dims: dict
     split: bool = False
     drop: int|None = None
+    items: tuple|None = None
 
 class ParamRef(NamedTuple):
     "A node whose value is parameter or buffer `name` (maybe cast, viewed or expanded): its dim `d` is the tensor's dim `dims[d]`"
@@ -70,6 +72,10 @@ def dedup(xs):
 def refined(x, a, g):
     "Segment or record `x` of `a*g` channels as `g` of `a` channels each: unit `u` becomes channels `u, u + a, u + 2a...`"
     return [x._replace(offset=x.offset + j*a*x.inner, size=a) for j in range(g)]
+
+def coarsened(x, f):
+    "Segment or record `x` of `f*a` channels as `a` units of `f` adjacent channels each: unit `u` is channels `fu...fu + f - 1`"
+    return [x._replace(inner=x.inner*f, size=x.size//f)]
 
 # %% ../../nbs/10a_groups.ipynb #g010
 class Group:
@@ -132,13 +138,22 @@ class ChannelGroups:
         "Record `rec` (a `TensorSlice` or `SizeAttr`, laid out as `seg`) changes with `seg`'s group"
         self.recs[self.find(seg.gid)].append(rec)
 
+    def relayout(self, gid, size, fn):
+        "Group `gid` becomes `size` units, each record `x` becoming the records `fn(x)`: returns the root"
+        r = self.find(gid)
+        self.recs[r] = [y for x in self.recs[r] for y in fn(x)]
+        for k in [k for k in self.size if self.find(k) == r]: self.size[k] = size
+        return r
+
     def refine(self, gid, g):
         "Group `gid` of C channels becomes C/g units, unit u being channels u, u + C/g, u + 2C/g...: returns (root, C/g)"
-        r = self.find(gid)
-        a = self.size[r] // g
-        self.recs[r] = [y for x in self.recs[r] for y in refined(x, a, g)]
-        for k in [k for k in self.size if self.find(k) == r]: self.size[k] = a
-        return r, a
+        a = self.size[self.find(gid)] // g
+        return self.relayout(gid, a, lambda x: refined(x, a, g)), a
+
+    def coarsen(self, gid, f):
+        "Group `gid` of C channels becomes C/f units, unit u being channels fu...fu + f - 1: returns (root, C/f)"
+        a = self.size[self.find(gid)] // f
+        return self.relayout(gid, a, lambda x: coarsened(x, f)), a
 
     def build(self):
         "The `Group`s, one per root, with their producers in the order they were met"

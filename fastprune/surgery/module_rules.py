@@ -4,14 +4,14 @@
 
 # %% auto #0
 __all__ = ['CONVS', 'TCONVS', 'conv', 'linear', 'fixed_conv', 'fixed_linear', 'channelwise', 'batch_norm', 'group_norm',
-           'layer_norm', 'prelu', 'activation', 'pooling', 'flatten', 'softmax']
+           'layer_norm', 'prelu', 'activation', 'pooling', 'flatten', 'softmax', 'channel_shuffle']
 
 # %% ../../nbs/10g_module_rules.ipynb #m004
 import torch.nn as nn
 from .groups import Seg, grown_fill
 from .tracing import node_shape
 from .rules import register_module_rule
-from .op_rules import elementwise, reshape, pool, along_dim
+from .op_rules import elementwise, reshape, pool, along_dim, shuffle
 
 # %% ../../nbs/10g_module_rules.ipynb #m006
 CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
@@ -155,8 +155,12 @@ def activation(p, n, m, x): elementwise(p, n, [x])
 def pooling(p, n, m, x): pool(p, n, x)
 def flatten(p, n, m, x): reshape(p, n, x)
 def softmax(p, n, m, x): along_dim(p, n, x, m.dim)
+def channel_shuffle(p, n, m, x):
+    "`nn.ChannelShuffle`: `shuffle` by its `groups`"
+    shuffle(p, n, x, m.groups)
 
 for c in _ELEMENTWISE_MODULES: register_module_rule(c, activation, leaf=False)
 for c in _POOL_MODULES: register_module_rule(c, pooling, leaf=False)
 for c in (nn.Flatten, nn.Unflatten): register_module_rule(c, flatten, leaf=False)
 for c in (nn.Softmax, nn.LogSoftmax, nn.Softmin): register_module_rule(c, softmax, leaf=False)
+register_module_rule(nn.ChannelShuffle, channel_shuffle)

@@ -6,10 +6,11 @@
 __all__ = ['Propagator']
 
 # %% ../../nbs/10e_propagate.ipynb #p004
+import math
 from collections import defaultdict
 import torch
 from torch.fx import Node
-from .groups import Seg, TensorSlice, SizeAttr, Ann, ParamRef, ChannelGroups, grown_fill, refined
+from .groups import Seg, TensorSlice, SizeAttr, Ann, ParamRef, ChannelGroups, grown_fill, refined, coarsened
 from .tracing import node_shape, op_name, nodes_in, computed_weight
 from .zeroflow import ZeroFlow
 from .rules import module_rule, op_rule
@@ -72,9 +73,9 @@ class Propagator:
     def A(self, n):
         "The `Seg`s per dim of node `n`'s value (`{}` for a constant, or a value carrying no group)"
         return self.ann[n].dims if isinstance(n, Node) and n in self.ann else {}
-    def annotate(self, n, dims, split=False, drop=None):
+    def annotate(self, n, dims, split=False, drop=None, items=None):
         "Node `n`'s value carries `dims` (see `Ann`)"
-        self.ann[n] = Ann(dims, split, drop)
+        self.ann[n] = Ann(dims, split, drop, items)
     def gids(self, nodes): return [s.gid for n in nodes for segs in self.A(n).values() for s in segs]
     def op_name(self, n): return op_name(n, self.modules)
     def bad(self, gids, reason): self.groups.bad(gids, reason)
@@ -175,11 +176,48 @@ class Propagator:
     def refine(self, gid, g):
         "Group `gid` of C channels becomes C/g units, unit u being channels u, u + C/g, u + 2C/g...: every record and annotation is split."
         r, a = self.groups.refine(gid, g)
+        self.relayout(r, lambda s: refined(s, a, g))
+
+    def coarsen(self, gid, f):
+        "Group `gid` of C channels becomes C/f units, unit u being channels fu...fu + f - 1: every record and annotation follows."
+        r, a = self.groups.coarsen(gid, f)
+        self.relayout(r, lambda s: coarsened(s, f))
+
+    def relayout(self, r, fn):
+        "Every annotated segment of root `r` (in a value, or an element of a split) becomes the segments `fn(seg)`."
         find = self.groups.find
         for ann in self.ann.values():
-            for d, segs in ann.dims.items():
-                if any(find(s.gid) == r for s in segs):
-                    ann.dims[d] = [t for s in segs for t in (refined(s, a, g) if find(s.gid) == r else [s])]
+            for dims in (ann.dims, *(ann.items or ())):
+                for d, segs in dims.items():
+                    if any(find(s.gid) == r for s in segs):
+                        dims[d] = [t for s in segs for t in (fn(s) if find(s.gid) == r else [s])]
+
+    def equal_parts(self, x, dim, k):
+        """Dim `dim` of `x` cut into `k` equal parts that must stay equal (`chunk`, a channel shuffle): returns `(layout,
+        None)`, unit `u` of `layout` (the `Seg`s of one part) being the same channel of every part, merged; or `(None,
+        why)`. A group a part boundary cuts is refined; a group whose units are narrower than those it lines up with,
+        coarsened."""
+        W, find = node_shape(x)[dim] // k, self.groups.find
+        while True:  # each pass refines or coarsens a group (fewer, wider units) or ends
+            segs = self.A(x).get(dim, [])
+            cut = next(((s, j*W) for s in segs for j in range(1, k) if s.offset < j*W < s.offset + s.size*s.inner), None)
+            if cut:
+                s, at = cut
+                u, rem = divmod(at - s.offset, s.inner)
+                if rem: return None, f"a part boundary cuts channel {u} of a group in two"
+                self.refine(s.gid, s.size // math.gcd(s.size, u)); continue
+            parts = [[s._replace(offset=s.offset - j*W) for s in segs if j*W <= s.offset < (j+1)*W] for j in range(k)]
+            lay = lambda s: (s.offset, s.inner, s.size)
+            pairs = [(s, t) for q in parts[1:] for s, t in zip(parts[0], q)]
+            if any(len(q) != len(parts[0]) for q in parts): return None, "they hold different channel layouts"
+            odd = next(((s, t) for s, t in pairs if lay(s) != lay(t)), None)
+            if odd is None:
+                for s, t in pairs: self.groups.union(s.gid, t.gid)
+                return parts[0], None
+            lo, hi = sorted(odd, key=lambda s: s.inner)
+            if lo.offset != hi.offset or lo.size*lo.inner != hi.size*hi.inner or hi.inner % lo.inner:
+                return None, "they hold different channel layouts"
+            self.coarsen(lo.gid, hi.inner // lo.inner)
 
     def harmonize(self, segs_list):
         "A whole group meeting a group refined for a grouped conv (e.g. squeeze-excitation after it) is refined alike."

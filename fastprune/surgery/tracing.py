@@ -39,6 +39,24 @@ class _Tracer(Tracer):
             name = self.path_of_module(m)
             if not hasattr(e, '_fp_module') and not self.is_leaf_module(m, name): e._fp_module = name
             raise
+    def proxy(self, node): return _Proxy(node, self)
+    def iter(self, obj):
+        "Iterating a split whose call gives the number of pieces (`list(x.chunk(2, 1))`, as in YOLOv8's C2f): one `getitem` each."
+        k = _n_pieces(obj.node)
+        return iter([obj[i] for i in range(k)]) if k else super().iter(obj)
+
+class _Proxy(torch.fx.Proxy):
+    "An fx proxy whose `len` is known for a split that gives its number of pieces (`list()` asks for it first)."
+    def __len__(self): return _n_pieces(self.node) or super().__len__()
+
+def _n_pieces(n):
+    "How many pieces split call `n` returns, if its arguments say (`chunk(k)`, `split([a, b])`, `tensor_split(k)`), else None."
+    name = n.target if n.op == 'call_method' else getattr(n.target, '__name__', None)
+    spec = n.args[1] if len(n.args) > 1 else next(iter(n.kwargs.values()), None)
+    if name == 'chunk' or (name == 'tensor_split' and isinstance(spec, int)): return spec if isinstance(spec, int) else None
+    if name == 'split' and isinstance(spec, (list, tuple)): return len(spec)
+    if name == 'tensor_split' and isinstance(spec, (list, tuple)): return len(spec) + 1
+    return None
 
 def fx_trace(model, n_inputs=1, max_retries=64):
     """Symbolically trace `model` (put it in eval mode first), turning submodules fx cannot trace into leaves; returns
