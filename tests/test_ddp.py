@@ -71,7 +71,7 @@ def _run(rank, name):
     from fastprune.callbacks.sparsify import SparsifyCallback
     from fastprune.callbacks.das import DASGrowPruneCallback
     torch.manual_seed(rank)  # per-rank RNG (data order, `random` scores) as under a real launcher
-    if name == DAS: cb = DASGrowPruneCallback(alpha=1e-3, tau=1e-2, min_growth=2, growth_pct=0.)
+    if name == DAS: cb = DASGrowPruneCallback(alpha=0.1, tau=1e-2, min_growth=2, growth_pct=0.)
     else: cb = SparsifyCallback(0.5, **SCENARIOS[name])
     learn, printed = _learner(rank, cb), io.StringIO()
     with learn.no_bar(), learn.no_logging(), contextlib.redirect_stdout(printed):
