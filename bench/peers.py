@@ -28,8 +28,10 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 from fastprune.surgery import prune_units
 from fastprune.deploy import _l1_units
-from fastprune.models import vgg_bn, resnet56, _n_params as n_params
+from fastprune.models import vgg_bn, resnet56
 from fastprune.report import count_flops
+
+def n_params(m): return sum(p.numel() for p in m.parameters())
 
 COVERAGE = '''resnet18 mobilenet_v2 mobilenet_v3_small efficientnet_b0 densenet121 googlenet inception_v3 shufflenet_v2_x0_5
 squeezenet1_0 regnet_x_400mf mnasnet0_5 convnext_tiny vit_b_16 swin_t maxvit_t'''.split()

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 from .core.granularity import GRANULARITIES
 from .report import count_flops
-from .models import _eval_mode
+from .utils import eval_mode
 
 # %% auto #0
 __all__ = ['Budget', 'count_cost', 'CostModel', 'check_budget', 'prune_to_budget']
@@ -43,7 +43,7 @@ class Budget:
 
 def count_cost(model:nn.Module, example_input:torch.Tensor)->dict:
     "`{'flops': ..., 'params': ...}` of `model`: torch's FLOP counter on one sample of `example_input`, all parameters."
-    with _eval_mode(model), torch.no_grad(): flops = count_flops(model, example_input[:1])[0]
+    with eval_mode(model), torch.no_grad(): flops = count_flops(model, example_input[:1])[0]
     return dict(flops=flops, params=sum(p.numel() for p in model.parameters()))
 
 # %% ../nbs/24_budget.ipynb #c013
@@ -61,7 +61,7 @@ class CostModel:
                              f"{sparsifier.granularity!r} with an example input; valid granularities: "
                              f"{sorted(g for g in GRANULARITIES if g in ('filter', 'row'))}")
         self.sparsifier, model = sparsifier, sparsifier.model
-        with _eval_mode(model), torch.no_grad(): total, per_module = count_flops(model, example_input[:1])
+        with eval_mode(model), torch.no_grad(): total, per_module = count_flops(model, example_input[:1])
         mods = dict(model.named_modules())
         self.per_weight = {f'{n}.weight': f / mods[n].weight.numel() for n, f in per_module.items()
                            if isinstance(mods.get(n), _WEIGHTED)}

@@ -18,7 +18,8 @@ from fastai.torch_core import TensorImage, TensorCategory
 from fastai.losses import CrossEntropyLossFlat
 
 # %% auto #0
-__all__ = ['digits_dls', 'shared_data', 'resnet_weights', 'folder_dls']
+__all__ = ['TRAIN_NAMES', 'VALID_NAMES', 'digits_dls', 'example_input_of', 'shared_data', 'resnet_weights', 'split_dir',
+           'files_dls', 'class_files', 'folder_dls']
 
 # %% ../nbs/00_data.ipynb #c006
 class _TensorDataset:
@@ -64,7 +65,7 @@ def digits_dls(size:int=32, # side of the square images, bilinear upsampling fro
     return dls
 
 # %% ../nbs/00_data.ipynb #c022
-def _example_input(learn, n=2):
+def example_input_of(learn, n=2):
     "`n` inputs of a batch of `learn`'s validation data (training data if there is none), a plain tensor on the model's device."
     dl = learn.dls.valid if len(learn.dls.valid) else learn.dls.train
     with torch.random.fork_rng(devices=[]): x = dl.one_batch()[0][:n]  # torch's DataLoader draws a seed: leave the RNG be
@@ -119,11 +120,11 @@ def resnet_weights(depth:int, # 20, 32, 44 or 56
     return found[0]
 
 # %% ../nbs/00_data.ipynb #c032
-_TRAIN_NAMES, _VALID_NAMES = ('train', 'training'), ('valid', 'test', 'testing')
+TRAIN_NAMES, VALID_NAMES = ('train', 'training'), ('valid', 'test', 'testing')
 _LAYOUT = ("expected the layout <path>/<train>/<class>/<images> and <path>/<valid>/<class>/<images> with <train> in "
-           f"{_TRAIN_NAMES} and <valid> in {_VALID_NAMES} unless given")
+           f"{TRAIN_NAMES} and <valid> in {VALID_NAMES} unless given")
 
-def _split_dir(path, name, choices, what):
+def split_dir(path, name, choices, what):
     "The split folder: `name` if given, else the first of `choices` that has class subfolders."
     if name is not None:
         if not (path/name).is_dir(): raise ValueError(f"folder_dls: {what} folder {path/name} does not exist; {_LAYOUT}")
@@ -132,7 +133,7 @@ def _split_dir(path, name, choices, what):
         if (path/c).is_dir() and any(p.is_dir() for p in (path/c).iterdir()): return c
     raise ValueError(f"folder_dls: no {what} folder among {choices} with class subfolders in {path}; {_LAYOUT}")
 
-def _files_dls(path, files, train, valid, size=None, bs=64, stats=None, num_workers=0, vocab=None, **kwargs):
+def files_dls(path, files, train, valid, size=None, bs=64, stats=None, num_workers=0, vocab=None, **kwargs):
     "`DataLoaders` of image `files` under `<path>/<train|valid>/<class>/`, labelled by folder (classes `vocab` when given)."
     dblock = DataBlock(blocks=(ImageBlock, CategoryBlock(vocab=vocab)), get_items=lambda _: files,
                        splitter=GrandparentSplitter(train_name=train, valid_name=valid), get_y=parent_label,
@@ -140,7 +141,7 @@ def _files_dls(path, files, train, valid, size=None, bs=64, stats=None, num_work
                        batch_tfms=Normalize.from_stats(*(stats or imagenet_stats)))
     return dblock.dataloaders(path, bs=bs, num_workers=num_workers, **kwargs)
 
-def _class_files(split_path, max_per_class, seed):
+def class_files(split_path, max_per_class, seed):
     "Image files of every class folder under `split_path`, subsampled to `max_per_class` per class."
     files = []
     for cls in sorted(p for p in split_path.iterdir() if p.is_dir()):
@@ -168,7 +169,7 @@ def folder_dls(path, # dataset folder holding the split folders
     if not path.is_dir(): raise ValueError(f"folder_dls: dataset folder {path} does not exist; {_LAYOUT}")
     if max_per_class is not None and not (isinstance(max_per_class, int) and max_per_class >= 1):
         raise ValueError(f"folder_dls: max_per_class={max_per_class!r}; expected None or an int >= 1")
-    train, valid = _split_dir(path, train, _TRAIN_NAMES, 'training'), _split_dir(path, valid, _VALID_NAMES, 'validation')
+    train, valid = split_dir(path, train, TRAIN_NAMES, 'training'), split_dir(path, valid, VALID_NAMES, 'validation')
     if train == valid: raise ValueError(f"folder_dls: train and valid are both {train!r} in {path}; {_LAYOUT}")
-    files = [f for s in (train, valid) for f in _class_files(path/s, max_per_class, seed)]
-    return _files_dls(path, files, train, valid, size=size, bs=bs, stats=stats, num_workers=num_workers, **kwargs)
+    files = [f for s in (train, valid) for f in class_files(path/s, max_per_class, seed)]
+    return files_dls(path, files, train, valid, size=size, bs=bs, stats=stats, num_workers=num_workers, **kwargs)

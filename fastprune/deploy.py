@@ -11,14 +11,14 @@ import numpy as np
 import pandas as pd
 import torch
 from torch import nn
-from .models import _check_int, _check_ints, _check_finite, _check_path, _check_runs, _eval_mode  # the argument checkers of the package
-from .report import _accuracy, _batch_of, _device_of  # one definition each, shared with the report
+from .utils import check_int, check_ints, check_finite, check_path, check_runs, eval_mode  # the argument checkers of the package
+from .measure import top1_accuracy, batch_of, device_of  # one definition each, shared with the report
 from .surgery.graph import trace
 from .surgery.module_rules import CONVS as _CONVS
 
 # %% auto #0
 __all__ = ['OnnxExport', 'export_onnx', 'fold_bn', 'quantize_linear_dynamic', 'accuracy_change', 'Int8Export', 'quantize_static',
-           'benchmark_inference', 'plot_benchmark', 'backend_rows', 'is_2_4', 'to_semi_structured']
+           'check_backends', 'benchmark_inference', 'plot_benchmark', 'backend_rows', 'is_2_4', 'to_semi_structured']
 
 # %% ../nbs/50_deploy.ipynb #c006
 def _model_of(model_or_learn)->nn.Module:
@@ -97,14 +97,14 @@ def export_onnx(model_or_learn, # `nn.Module` or fastai `Learner`
     if exporter not in _EXPORTERS: raise ValueError(f"export_onnx: exporter={exporter!r}; valid choices: {_EXPORTERS}")
     if not isinstance(example_input, torch.Tensor):
         raise TypeError(f"export_onnx: example_input must be a torch.Tensor batch, got {type(example_input).__name__}")
-    path, atol = _check_path(path, 'path'), _check_finite(atol, 'atol')
-    _check_int(opset_version, 'opset_version', minimum=7, allow_none=True)  # the exporter checks its own maximum
+    path, atol = check_path(path, 'path'), check_finite(atol, 'atol')
+    check_int(opset_version, 'opset_version', minimum=7, allow_none=True)  # the exporter checks its own maximum
     _check_float_model(model)
-    x = example_input.to(_device_of(model))
-    _check_runs(model, x)  # a wrong shape is the caller's mistake, not an export failure
+    x = example_input.to(device_of(model))
+    check_runs(model, x)  # a wrong shape is the caller's mistake, not an export failure
     path.parent.mkdir(parents=True, exist_ok=True)
-    checks = [x, _batch_of(x, len(x) + 2)] if dynamic_batch else [x]
-    with _eval_mode(model):
+    checks = [x, batch_of(x, len(x) + 2)] if dynamic_batch else [x]
+    with eval_mode(model):
         _export(model, x, path, dynamic_batch, exporter, opset_version)
         with torch.no_grad(): expected = [[t.cpu().numpy() for t in _leaves(model(c))] for c in checks]
     onnx.checker.check_model(str(path))
@@ -178,7 +178,7 @@ def accuracy_change(before, # reference `nn.Module` or `Learner`
     "Top-1 accuracy of both models on the same data and the change (after - before), in [0, 1] units"
     dl, acc = getattr(dls, 'valid', dls), {}
     for k, m in (('before', _model_of(before)), ('after', _model_of(after))):
-        with _eval_mode(m), torch.inference_mode(): acc[k] = _accuracy(m, dl, _device_of(m))
+        with eval_mode(m), torch.inference_mode(): acc[k] = top1_accuracy(m, dl, device_of(m))
     return {**acc, 'change': acc['after'] - acc['before']}
 
 # %% ../nbs/50_deploy.ipynb #c046b
@@ -213,7 +213,7 @@ def _onnx_accuracy(path:Path, dl)->float:
     "Top-1 accuracy of the ONNX file at `path` (onnxruntime, CPU) over the `(x, y)` batches of `dl`"
     sess = _onnx_session(path)
     name = sess.get_inputs()[0].name
-    return _accuracy(lambda x: torch.from_numpy(sess.run(None, {name: _numpy(x)})[0]), dl, torch.device('cpu'))
+    return top1_accuracy(lambda x: torch.from_numpy(sess.run(None, {name: _numpy(x)})[0]), dl, torch.device('cpu'))
 
 class Int8Export(NamedTuple):
     "Result of `quantize_static`: the int8 ONNX file, the verified float export it came from, and both accuracies"
@@ -236,7 +236,7 @@ def quantize_static(model_or_learn, # `nn.Module` or fastai `Learner`; not modif
                    )->Int8Export:
     "Static int8 quantization (onnxruntime, QDQ, per-channel weights) of the verified ONNX export, calibrated on `dls.train`"
     model = _model_of(model_or_learn)
-    n_batches, path = _check_int(n_batches, 'n_batches'), _check_path(path, 'path')
+    n_batches, path = check_int(n_batches, 'n_batches'), check_path(path, 'path')
     if exporter not in _EXPORTERS: raise ValueError(f"quantize_static: exporter={exporter!r}; valid choices: {_EXPORTERS}")
     if not (hasattr(dls, 'train') and hasattr(dls, 'valid')):
         raise TypeError(f"quantize_static: dls must be fastai DataLoaders (with .train and .valid), got {type(dls).__name__}")
@@ -334,12 +334,12 @@ def _prepare_calls(models, example, backends, batch_sizes, n_warmup)->dict:
     "{(model, backend, bs): zero-argument call}, warmed up; skipped backends printed."
     calls = {}
     for mname, model in models.items():
-        x = example.to(_device_of(model))
+        x = example.to(device_of(model))
         for b in backends:
             try:
                 prepare = _BACKENDS[b](model, x)
                 for bs in batch_sizes:
-                    call = prepare(_batch_of(x, bs))
+                    call = prepare(batch_of(x, bs))
                     with torch.inference_mode():
                         for _ in range(n_warmup): call()
                     calls[(mname, b, bs)] = call
@@ -363,8 +363,8 @@ def _time_interleaved(calls:dict, n_repeats:int, timer:str='wall')->dict:
     return times
 
 # %% ../nbs/50_deploy.ipynb #c051
-def _check_backends(backends)->tuple:
-    "`backends` as a tuple of names in `_BACKENDS`; a single name is accepted."
+def check_backends(backends)->tuple:
+    "`backends` as a tuple of backend names `benchmark_inference` knows; a single name is accepted (a ValueError naming the unknown ones otherwise)."
     names = (backends,) if isinstance(backends, str) else tuple(backends) if isinstance(backends, (list, tuple)) else ()
     unknown = [b for b in names if b not in _BACKENDS]
     if not names or unknown:
@@ -381,14 +381,14 @@ def benchmark_inference(model, # `nn.Module`, `Learner`, or dict {name: model} t
                         timer:str='wall', # 'wall' (elapsed time) or 'process' (CPU time of this process, see below)
                        )->pd.DataFrame:
     "Median latency and throughput per model, backend and batch size, all timed in one interleaved loop"
-    backends, batch_sizes = _check_backends(backends), _check_ints(batch_sizes, 'batch_sizes')
-    _check_int(n_repeats, 'n_repeats'); _check_int(n_warmup, 'n_warmup', minimum=0)
+    backends, batch_sizes = check_backends(backends), check_ints(batch_sizes, 'batch_sizes')
+    check_int(n_repeats, 'n_repeats'); check_int(n_warmup, 'n_warmup', minimum=0)
     if not (isinstance(timer, str) and timer in _TIMERS): raise ValueError(f"benchmark_inference: timer={timer!r}; valid choices: {tuple(_TIMERS)}")
     if not isinstance(example_input, torch.Tensor): raise TypeError(f"benchmark_inference: example_input must be a torch.Tensor, got {type(example_input).__name__}")
     models = {k: _model_of(m) for k, m in (model.items() if isinstance(model, dict) else [('model', model)])}
     if not models: raise ValueError("benchmark_inference: model={} is not valid; valid: a model, a Learner or a non-empty {name: model} dict")
-    for m in models.values(): _check_runs(m, example_input.to(_device_of(m)))  # a wrong input fails here, not in a backend
-    with _eval_mode(*models.values()):
+    for m in models.values(): check_runs(m, example_input.to(device_of(m)))  # a wrong input fails here, not in a backend
+    with eval_mode(*models.values()):
         calls = _prepare_calls(models, example_input, backends, batch_sizes, n_warmup)
         times = _time_interleaved(calls, n_repeats, timer)
     rows = [dict(model=m, backend=b, batch_size=bs, median_ms=1e3 * float(np.median(t)),

@@ -4,13 +4,12 @@
 
 # %% ../nbs/01_models.ipynb #c003
 from __future__ import annotations
-import math, numbers, os
+import math, numbers
 from collections import OrderedDict
-from contextlib import contextmanager
-from pathlib import Path
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from .utils import check_int, check_ints, check_int_rows, check_finite, check_path
 
 # %% auto #0
 __all__ = ['vgg_bn', 'mobilenet_v1', 'cifar_resnet', 'resnet20', 'resnet32', 'resnet44', 'resnet56', 'selu_net']
@@ -21,61 +20,6 @@ def _conv_bn_relu(ni, nf, stride=1, groups=1):
     return nn.Sequential(OrderedDict(conv=nn.Conv2d(ni, nf, 3, stride=stride, padding=1, groups=groups, bias=False),
                                      bn=nn.BatchNorm2d(nf), relu=nn.ReLU()))
 
-def _n_params(m): return sum(p.numel() for p in m.parameters())
-
-# %% ../nbs/01_models.ipynb #c005b
-def _check_int(v, what, minimum=1, allow_none=False):
-    "`v` (as an int) if it is an integer >= `minimum` (not a bool), or None when `allow_none`; a ValueError naming `what` otherwise."
-    if v is None and allow_none: return None
-    if isinstance(v, numbers.Integral) and not isinstance(v, bool) and v >= minimum: return int(v)
-    raise ValueError(f"{what}={v!r} is not valid; valid: an int >= {minimum}" + (" or None" if allow_none else ""))
-
-def _check_ints(v, what, length=None):
-    "`v` as a non-empty tuple of ints >= 1 (exactly `length` of them, if given); a ValueError naming `what` otherwise."
-    if not (isinstance(v, (list, tuple)) and v and len(v) == (length or len(v))):
-        raise ValueError(f"{what}={v!r} is not valid; valid: " + (f"a tuple of {length} ints >= 1" if length else "a non-empty tuple of ints >= 1"))
-    return tuple(_check_int(x, f'{what}[{i}]') for i, x in enumerate(v))
-
-def _check_int_rows(rows, what, row_len=None):
-    "`rows` as a non-empty tuple of `_check_ints` tuples (of `row_len` ints each, if given)."
-    if not (isinstance(rows, (list, tuple)) and rows):
-        raise ValueError(f"{what}={rows!r} is not valid; valid: a non-empty tuple of tuples of ints >= 1")
-    return tuple(_check_ints(r, f'{what}[{i}]', row_len) for i, r in enumerate(rows))
-
-def _check_finite(v, what, positive=False):
-    "`v` as a float if it is a finite real number >= 0 (> 0 when `positive`); a ValueError naming `what` otherwise."
-    if isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v) and (v > 0 if positive else v >= 0): return float(v)
-    raise ValueError(f"{what}={v!r} is not valid; valid: a finite number {'>' if positive else '>='} 0")
-
-def _check_path(v, what):
-    "`v` as a `Path` if it is a str or path-like; a TypeError naming `what` otherwise."
-    if not isinstance(v, (str, os.PathLike)): raise TypeError(f"{what}={v!r} is not valid; valid: a file path (str or Path)")
-    return Path(v)
-
-@contextmanager
-def _eval_mode(*models):
-    "Put `models` in eval mode; restore every submodule's own `training` flag on exit."
-    flags = [(m, m.training) for model in models for m in model.modules()]
-    try:
-        for model in models: model.eval()
-        yield
-    finally:
-        for m, training in flags: m.training = training
-
-def _as_tuple(x): return tuple(x) if isinstance(x, (tuple, list)) else (x,)
-
-def _check_runs(model, example_input):
-    "An input the model cannot run is the caller's mistake (ValueError/TypeError), not an untraceable model"
-    xs = _as_tuple(example_input)
-    if not xs or not all(isinstance(x, torch.Tensor) for x in xs):
-        raise TypeError(f"example_input must be a tensor or a tuple of tensors, got {type(example_input).__name__}")
-    with torch.no_grad(), _eval_mode(model):
-        try: model(*xs)
-        except Exception as e:
-            raise ValueError(f"example_input of shape {[tuple(x.shape) for x in xs]} does not run through "
-                             f"{type(model).__name__}: {type(e).__name__}: {e}") from e
-
-
 # %% ../nbs/01_models.ipynb #c007
 def vgg_bn(n_classes:int=10, # output units
            widths=((16, 16), (32, 32), (64, 64)), # conv widths: one tuple per stack, each stack followed by a max-pool
@@ -83,8 +27,8 @@ def vgg_bn(n_classes:int=10, # output units
            in_ch:int=3, # input channels
           )->nn.Sequential:
     "VGG-style net: conv-BN-ReLU stacks with max-pools, global average pool, two narrow FC layers"
-    widths = _check_int_rows(widths, 'widths')
-    for k, v in dict(n_classes=n_classes, fc=fc, in_ch=in_ch).items(): _check_int(v, k)
+    widths = check_int_rows(widths, 'widths')
+    for k, v in dict(n_classes=n_classes, fc=fc, in_ch=in_ch).items(): check_int(v, k)
     layers, ni = OrderedDict(), in_ch
     for i, stack in enumerate(widths):
         layers[f'stack{i}'] = nn.Sequential(*[_conv_bn_relu(a, b) for a, b in zip((ni, *stack[:-1]), stack)])
@@ -111,8 +55,8 @@ def mobilenet_v1(n_classes:int=10, # output units
                  in_ch:int=3, # input channels
                 )->nn.Sequential:
     "MobileNetV1-style net of depthwise-separable blocks, for small images"
-    width_mult, cfg = _check_finite(width_mult, 'width_mult', positive=True), _check_int_rows(cfg, 'cfg', row_len=2)
-    for k, v in dict(n_classes=n_classes, stem=stem, in_ch=in_ch).items(): _check_int(v, k)
+    width_mult, cfg = check_finite(width_mult, 'width_mult', positive=True), check_int_rows(cfg, 'cfg', row_len=2)
+    for k, v in dict(n_classes=n_classes, stem=stem, in_ch=in_ch).items(): check_int(v, k)
     w = lambda c: max(1, int(c * width_mult))
     layers, ni = OrderedDict(stem=_conv_bn_relu(in_ch, w(stem))), w(stem)
     for i, (c, s) in enumerate(cfg):
@@ -166,7 +110,7 @@ class _CifarResNet(nn.Module):
 # %% ../nbs/01_models.ipynb #c017
 def _load_checkpoint(model, path):
     "Load an akamaster-style checkpoint (`{'state_dict': {'module.<name>': ...}}`, or a bare state dict) into `model`."
-    path = _check_path(path, 'weights')
+    path = check_path(path, 'weights')
     if not path.is_file(): raise ValueError(f"weights={str(path)!r} is not a file; expected the path of a .th checkpoint, or None")
     ckpt = torch.load(path, map_location='cpu', weights_only=False)
     sd = ckpt.get('state_dict', ckpt)
@@ -181,7 +125,7 @@ def cifar_resnet(depth:int, # 6n+2: 20, 32, 44, 56, 110...
     "CIFAR ResNet of He et al. (2016) with option-A (zero-padding) shortcuts"
     if not (isinstance(depth, int) and depth >= 8 and (depth - 2) % 6 == 0):
         raise ValueError(f"cifar_resnet: depth={depth!r}; expected 6n+2 for an integer n >= 1 (20, 32, 44, 56, 110...)")
-    model = _CifarResNet((depth - 2) // 6, _check_int(n_classes, 'n_classes'))
+    model = _CifarResNet((depth - 2) // 6, check_int(n_classes, 'n_classes'))
     return model if weights is None else _load_checkpoint(model, weights)
 
 def resnet20(weights=None, n_classes=10): "CIFAR ResNet-20; `weights`: checkpoint path or None"; return cifar_resnet(20, n_classes, weights)
@@ -197,9 +141,9 @@ def selu_net(n_classes:int=10, # output units
              dropout:tuple=(0., 0.), # dropout probabilities after the two strided convs (the paper's: (0.2, 0.5))
             )->nn.Sequential:
     "Four SELU conv layers (strides 1-2-1-2), one SELU dense hidden layer, the output layer; no normalisation"
-    for k, v in dict(n_classes=n_classes, in_ch=in_ch).items(): _check_int(v, k)
-    w = (_check_int(width, 'width'),) * 5 if isinstance(width, numbers.Integral) else _check_ints(width, 'width', 5)
-    side = _check_int(size, 'size', allow_none=True)
+    for k, v in dict(n_classes=n_classes, in_ch=in_ch).items(): check_int(v, k)
+    w = (check_int(width, 'width'),) * 5 if isinstance(width, numbers.Integral) else check_ints(width, 'width', 5)
+    side = check_int(size, 'size', allow_none=True)
     if not (isinstance(dropout, (list, tuple)) and len(dropout) == 2 and
             all(isinstance(p, numbers.Real) and not isinstance(p, bool) and 0 <= p < 1 for p in dropout)):
         raise ValueError(f"dropout={dropout!r} is not valid; valid: two probabilities in [0, 1) (after conv2 and conv4)")

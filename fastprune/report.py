@@ -4,14 +4,14 @@
 
 # %% ../nbs/02_report.ipynb #c003
 from __future__ import annotations
-import io, time, statistics, numbers
-from collections.abc import Iterable
+import io, numbers
 from dataclasses import dataclass, field
 import torch
 import torch.nn as nn
 from torch.utils.flop_counter import FlopCounterMode
 import pandas as pd
-from .models import _check_int, _check_runs
+from .utils import check_int, check_runs
+from .measure import batch_of, device_of, latency_ms, top1_accuracy
 
 # %% auto #0
 __all__ = ['count_flops', 'CompressionReport', 'compression_report', 'ReportComparison', 'compare_reports']
@@ -36,34 +36,6 @@ def count_flops(model:nn.Module, x1:torch.Tensor)->tuple:
 def _size_mb(model):
     buf = io.BytesIO(); torch.save(model.state_dict(), buf)
     return buf.getbuffer().nbytes / 1e6
-
-def _latency_ms(model, xb, n_repeats, n_warmup=2):
-    "Median wall-clock time of `model(xb)` in milliseconds."
-    for _ in range(n_warmup): model(xb)
-    times = []
-    for _ in range(n_repeats):
-        t0 = time.perf_counter(); model(xb); times.append(time.perf_counter() - t0)
-    return 1e3 * statistics.median(times)
-
-def _batch_of(example_input:torch.Tensor, bs:int)->torch.Tensor:
-    "A batch of `bs` rows cycled from `example_input` (works for any dtype)."
-    return example_input[torch.arange(bs) % len(example_input)]
-
-def _device_of(model:nn.Module)->torch.device:
-    p = next(model.parameters(), None)
-    return p.device if p is not None else torch.device('cpu')
-
-def _accuracy(model, dl, device):
-    "Top-1 accuracy over the (inputs..., target) batches of `dl`; data it cannot use is refused, naming `dls`."
-    if not isinstance(dl, Iterable): raise TypeError(f"dls must be fastai DataLoaders or an iterable of (x, y) batches, got {type(dl).__name__}")
-    correct = total = 0
-    for b in dl:
-        if not (isinstance(b, (list, tuple)) and len(b) >= 2 and all(isinstance(t, torch.Tensor) for t in b)):
-            raise TypeError(f"dls: a batch must be a tuple of tensors (inputs..., target), got {type(b).__name__}")
-        *xs, y = [t.to(device) for t in b]
-        correct += (model(*xs).argmax(-1) == y).sum().item(); total += len(y)
-    if not total: raise ValueError("dls is empty: no (inputs..., target) batch to measure accuracy on")
-    return correct / total
 
 def _layer_table(model, flops_by_name):
     rows = [dict(layer=n, type=type(m).__name__, params=sum(p.numel() for p in m.parameters(recurse=False)),
@@ -121,8 +93,8 @@ class CompressionReport:
 def _backend_names(backends)->tuple:
     "`backends` as a tuple of names (a single name is accepted), checked by `fastprune.deploy` before anything is timed"
     if isinstance(backends, (list, tuple)) and not backends: return ()
-    from fastprune.deploy import _check_backends
-    return _check_backends(backends)
+    from fastprune.deploy import check_backends
+    return check_backends(backends)
 
 def _backend_rows(model, xb, backends, n_repeats):
     "Latency rows for each backend in `backends` (none when empty)"
@@ -140,23 +112,23 @@ def compression_report(model:nn.Module, # the model to measure; left unchanged
                       )->CompressionReport:
     "Parameters, non-zero parameters, FLOPs, size on disk, CPU latency (bs 1 and 64) and accuracy of `model`"
     if not isinstance(model, nn.Module): raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
-    _check_int(n_repeats, 'n_repeats')
+    check_int(n_repeats, 'n_repeats')
     if dls is not None and not hasattr(dls, 'valid'): raise TypeError(f"dls must be fastai DataLoaders with a `.valid` loader, got {type(dls).__name__}")
     backends = _backend_names(backends)
     modes = {m: m.training for m in model.modules()}
-    device = _device_of(model)
+    device = device_of(model)
     xb = _as_batch(model, example_input).to(device)
-    x1, x64 = xb[:1], _batch_of(xb, 64)
+    x1, x64 = xb[:1], batch_of(xb, 64)
     try:
         model.eval()
-        _check_runs(model, x1)
+        check_runs(model, x1)
         flops, flops_by_name = count_flops(model, x1)
         params = sum(p.numel() for p in model.parameters())
         return CompressionReport(
             params=params, nonzero=sum(int((p != 0).sum()) for p in model.parameters()), flops=flops,
-            size_mb=_size_mb(model), latency_bs1_ms=_latency_ms(model, x1, n_repeats),
-            latency_bs64_ms=_latency_ms(model, x64, n_repeats),
-            accuracy=None if dls is None else _accuracy(model, dls.valid, device),
+            size_mb=_size_mb(model), latency_bs1_ms=latency_ms(model, x1, n_repeats),
+            latency_bs64_ms=latency_ms(model, x64, n_repeats),
+            accuracy=None if dls is None else top1_accuracy(model, dls.valid, device),
             layers=_layer_table(model, flops_by_name),
             backend_latency_ms=_backend_rows(model, xb, backends, n_repeats))
     finally:
@@ -201,9 +173,3 @@ def compare_reports(before:CompressionReport, # report of the original model
     for name, r in (('before', before), ('after', after)):
         if not isinstance(r, CompressionReport): raise TypeError(f"{name} must be a CompressionReport, got {type(r).__name__}")
     return ReportComparison(before, after)
-
-# %% ../nbs/02_report.ipynb #c040b
-def _lower_is_better(metric_name:str)->bool:
-    "Whether smaller values of the metric called `metric_name` are better: losses and error rates."
-    return 'loss' in metric_name or 'error' in metric_name
-

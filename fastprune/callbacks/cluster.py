@@ -13,17 +13,16 @@ from torch import nn
 from fastai.data.transforms import Normalize
 from ..core.criteria import large_final
 from ..core.schedules import one_shot
-from ..models import _check_int, _check_finite
-from ..sparsifier import _check_sparsity, _rank0
-from ..cluster import cluster_layer, _cluster_settings, _n_clusters
+from ..utils import check_int, check_finite, check_sparsity, rank0
+from ..cluster import cluster_layer, cluster_settings, kept_filters
 from .sparsify import SparsifyCallback
 
 # %% ../../nbs/34_cluster_callback.ipynb #c006
-_int_or_none = partial(_check_int, allow_none=True)
+_int_or_none = partial(check_int, allow_none=True)
 # the numbers in `render_kw`/`encode_kw` that `filter_signatures`/`encode_signatures` would only check at the first cut
-_KW_CHECKS = dict(render_kw=dict(size=_check_int, steps=_check_int, bs=_int_or_none, in_channels=_int_or_none,
-                                 lr=partial(_check_finite, positive=True)),
-                  encode_kw=dict(size=_int_or_none, bs=_check_int))
+_KW_CHECKS = dict(render_kw=dict(size=check_int, steps=check_int, bs=_int_or_none, in_channels=_int_or_none,
+                                 lr=partial(check_finite, positive=True)),
+                  encode_kw=dict(size=_int_or_none, bs=check_int))
 
 def _check_kw_values(kw, what):
     "`kw` (`render_kw` or `encode_kw`): None or a dict whose numeric entries are valid; ValueError/TypeError naming it."
@@ -83,10 +82,10 @@ class ClusterPruneCallback(SparsifyCallback):
                  compact:bool=True, # after the last epoch, physically remove the pruned filters
                  resolution:float=0.05, # re-cluster a layer when its schedule fraction grew by this much
                  seed:int=0): # seeds rendering and K-Means (an int >= 0)
-        super().__init__(_check_sparsity(sparsity), 'filter', 'local', criteria, schedule, nn.Conv2d, None, compact, resolution)
-        self.layers, self.seed = _check_layers(layers), _check_int(seed, 'seed', minimum=0)
+        super().__init__(check_sparsity(sparsity), 'filter', 'local', criteria, schedule, nn.Conv2d, None, compact, resolution)
+        self.layers, self.seed = _check_layers(layers), check_int(seed, 'seed', minimum=0)
         for what, kw in dict(render_kw=render_kw, encode_kw=encode_kw).items(): _check_kw_values(kw, what)
-        self.encoder, self.render_kw, self.encode_kw = _cluster_settings(encoder, render_kw, encode_kw)  # fail before training
+        self.encoder, self.render_kw, self.encode_kw = cluster_settings(encoder, render_kw, encode_kw)  # fail before training
         self.records, self.pruning_order = {}, None
 
     def _setup(self):
@@ -125,9 +124,9 @@ class ClusterPruneCallback(SparsifyCallback):
         sp = self.sparsifier
         pruned = sp.pruned_units(layer).cpu()
         n, sparsity = len(pruned), self.sparsity * frac
-        if n - _n_clusters(n, sparsity) <= pruned.sum(): return
+        if n - kept_filters(n, sparsity) <= pruned.sum(): return
         rec, prune = None, torch.zeros(0, dtype=torch.long)  # other ranks: rank 0's choice arrives with its masks
-        if _rank0():
+        if rank0():
             rec = cluster_layer(self._net, layer, sparsity, sp.unit_scores(layer), self.encoder, self._render_kw(),
                                 self.encode_kw, self.seed, pruned)
             prune = rec['prune']

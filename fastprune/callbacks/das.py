@@ -14,11 +14,10 @@ from fastcore.basics import store_attr
 from fastai.callback.core import Callback
 from fastai.optimizer import Optimizer, OptimWrapper, Lookahead
 from torch.nn.parallel import DistributedDataParallel
-from ..data import _example_input
-from ..surgery.graph import trace, group_of, Group, _module_name
+from ..data import example_input_of
+from ..surgery.graph import trace, group_of, Group, qualified_name
 from ..surgery.edit import grow_units, prune_units
-from ..sparsifier import _object_from_rank0
-from ..models import _check_int, _check_finite
+from ..utils import object_from_rank0, check_int, check_finite
 from .base import FitHooks as _FitHooks
 
 # %% ../../nbs/33_das_callback.ipynb #c006
@@ -30,12 +29,12 @@ def _is_output(g): return 'final output' in (g.reason or '')
 def _auto_layers(model, graph, layers):
     "(`{name: group}` of the layers to auto-size, `{name: reason}` of requested layers skipped); raises on bad entries."
     mods = dict(model.named_modules())
-    candidates = [k for k, m in mods.items() if isinstance(m, _LAYER_TYPES) and k in graph._by_producer
+    candidates = [k for k, m in mods.items() if isinstance(m, _LAYER_TYPES) and k in graph
                   and not _is_output(graph[k])]
-    names = candidates if layers is None else [_module_name(model, l) for l in layers]
+    names = candidates if layers is None else [qualified_name(model, l) for l in layers]
     for k in names:
         if k not in candidates:
-            what = ('the output layer' if k in graph._by_producer and _is_output(graph[k]) else
+            what = ('the output layer' if k in graph and _is_output(graph[k]) else
                     'not a conv/linear layer' if k in mods else 'not a layer of the model')
             raise ValueError(f"layers entry {k!r} is {what}; valid: {candidates}")
     chosen, skipped = {}, {}
@@ -156,9 +155,9 @@ class DASGrowPruneCallback(_FitHooks):
                  regularizer:str|None='weighted_l1', # 'weighted_l1', 'l1', 'group_l21' or None
                  penalty_mode:str='proximal'): # 'proximal': soft-threshold after each step; 'loss': add to the loss
         def bad(name, val, valid): raise ValueError(f"{name}={val!r} is not valid; valid: {valid}")
-        _check_finite(tau, 'tau', positive=True); _check_finite(growth_pct, 'growth_pct')
-        if alpha is not None: _check_finite(alpha, 'alpha')
-        _check_int(min_growth, 'min_growth', minimum=0); _check_int(static_after, 'static_after', minimum=0, allow_none=True)
+        check_finite(tau, 'tau', positive=True); check_finite(growth_pct, 'growth_pct')
+        if alpha is not None: check_finite(alpha, 'alpha')
+        check_int(min_growth, 'min_growth', minimum=0); check_int(static_after, 'static_after', minimum=0, allow_none=True)
         if regularizer not in _REGULARIZERS: bad('regularizer', regularizer, list(_REGULARIZERS))
         if penalty_mode not in _PENALTY_MODES: bad('penalty_mode', penalty_mode, list(_PENALTY_MODES))
         if weight_fn is not None and not callable(weight_fn): bad('weight_fn', weight_fn, 'None or a callable f(j)')
@@ -222,7 +221,7 @@ class DASGrowPruneCallback(_FitHooks):
     def _setup(self):
         if self.penalty_mode == 'proximal' and self.regularizer is not None and self.alpha and self.opt is not None:
             _check_followable(self.opt)  # (a `_setup` called outside a fit has no optimizer to check)
-        self._xb = _example_input(self.learn)
+        self._xb = example_input_of(self.learn)
         self.sizing, self.skipped = _auto_layers(self._net, trace(self._net, self._xb), self.layers)
         self._refresh()
         self._hist = _history_of(self._net)
@@ -294,7 +293,7 @@ class DASGrowPruneCallback(_FitHooks):
 
     def after_train(self):
         if self.active and self.sizing:
-            units = _object_from_rank0(self.below_tau())
+            units = object_from_rank0(self.below_tau())
             if units: self._surgery(prune_units, units)
         self._record(self._grown)
 

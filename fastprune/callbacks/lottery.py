@@ -14,15 +14,15 @@ from functools import partial
 from fastcore.basics import store_attr
 from fastai.learner import SkipToEpoch
 from ..core.granularity import check_granularity
-from ..core.criteria import large_final, _get_criterion
-from ..data import _example_input
-from ..sparsifier import Sparsifier, _CONTEXTS, _check_round_to, _from_rank0, _EXTRAS
-from ..cluster import cluster_layer, _cluster_settings
+from ..core.criteria import large_final, get_criterion
+from ..data import example_input_of
+from ..sparsifier import Sparsifier, CONTEXTS, check_round_to, EXTRA_BUFFERS
+from ..utils import from_rank0, lower_is_better, check_int
+from ..cluster import cluster_layer, cluster_settings
 from .base import MaskedTraining
 from .sparsify import SparsifyCallback
 from ..surgery.edit import compact as _compact_model
-from ..report import _lower_is_better
-from ..models import _check_int
+
 
 # %% ../../nbs/31_lottery_callback.ipynb #c006
 _KEY = 'lottery.'
@@ -34,7 +34,7 @@ class _LotteryState:
 
 def _state_keys(model, sparsifier):
     "Names of `model`'s parameters and buffers, without the sparsifier's own (masks, starting weights, gradient sums)."
-    own = {f'{p}_mask' for p in sparsifier.masks} | {f'{p}_{kind}' for p in sparsifier._scored for kind in _EXTRAS}
+    own = {f'{p}_mask' for p in sparsifier.masks} | {f'{p}_{kind}' for p in sparsifier.scored for kind in EXTRA_BUFFERS}
     names = [n for n, _ in model.named_parameters()] + [n for n, _ in model.named_buffers()]
     return [n for n in names if n not in own]
 
@@ -73,8 +73,8 @@ class ClusterSelect:
                  render_kw:dict=None, # arguments of `filter_signatures` (size, steps, preprocess...)
                  encode_kw:dict=None, # arguments of `encode_signatures` (size, stats, bs)
                  seed:int=0): # seeds rendering and K-Means
-        self.criteria = _get_criterion(criteria)
-        self.encoder, self.render_kw, self.encode_kw = _cluster_settings(encoder, render_kw, encode_kw)  # fail before training
+        self.criteria = get_criterion(criteria)
+        self.encoder, self.render_kw, self.encode_kw = cluster_settings(encoder, render_kw, encode_kw)  # fail before training
         self.seed = seed
 
     def prune(self, sp:Sparsifier, # a filter-granularity `Sparsifier` on `model`
@@ -106,7 +106,7 @@ def _resumed_at(learn):
 def _floats_from_rank0(values):
     "Rank 0's `values` (floats) on every rank under `torch.distributed`, so all ranks keep the same history."
     t = torch.tensor(values, dtype=torch.float64)
-    _from_rank0([t])
+    from_rank0([t])
     return t.tolist()
 
 class LotteryRewindCallback(MaskedTraining):
@@ -123,18 +123,18 @@ class LotteryRewindCallback(MaskedTraining):
                  reinit=False, # random-ticket control: random surviving weights instead of the rewound ones
                  round_to=1): # structured granularities: kept units per layer (or group) a multiple of this
         self.prune_fraction = _check_prune_fraction(prune_fraction)
-        _check_int(rewind_iter, 'rewind_iter', minimum=0, allow_none=True)
-        _check_int(rewind_epoch, 'rewind_epoch', minimum=0)
+        check_int(rewind_iter, 'rewind_iter', minimum=0, allow_none=True)
+        check_int(rewind_epoch, 'rewind_epoch', minimum=0)
         if rewind_iter is not None and rewind_epoch:
             raise ValueError(f"rewind_iter={rewind_iter!r} and rewind_epoch={rewind_epoch!r}: give one; "
                              f"valid: rewind_iter=None with rewind_epoch, or rewind_epoch=0 with rewind_iter")
-        if context not in _CONTEXTS: raise ValueError(f"Unknown context {context!r}; valid: {list(_CONTEXTS)}")
-        self.round_to = _check_round_to(round_to, check_granularity(granularity))
+        if context not in CONTEXTS: raise ValueError(f"Unknown context {context!r}; valid: {list(CONTEXTS)}")
+        self.round_to = check_round_to(round_to, check_granularity(granularity))
         self.selection = criteria if isinstance(criteria, ClusterSelect) else None
         if self.selection and (granularity, context) != ('filter', 'local'):
             raise ValueError(f"criteria={criteria!r} selects whole filters layer by layer, got granularity={granularity!r}"
                              f" and context={context!r}; valid: granularity='filter', context='local'")
-        self.criteria = self.selection.criteria if self.selection else _get_criterion(criteria)
+        self.criteria = self.selection.criteria if self.selection else get_criterion(criteria)
         store_attr('rewind_iter,rewind_epoch,granularity,context,exclude,reinit')
         self.state, self.sparsifier, self._hooked, self.cluster_records = _LotteryState(), None, None, {}
 
@@ -155,14 +155,14 @@ class LotteryRewindCallback(MaskedTraining):
         if self.sparsifier is None or self.sparsifier.model is not net:
             layer_type = nn.Conv2d if self.selection else (nn.Conv2d, nn.Linear)
             sp = Sparsifier(net, self.granularity, self.context, self.criteria, layer_type, self.exclude,
-                            example_input=_example_input(self.learn), round_to=self.round_to, attach=False)
+                            example_input=example_input_of(self.learn), round_to=self.round_to, attach=False)
             coupled = {l: sp.coupled_layers(l) for l in sp.structured_layers if self.selection and sp.coupled_layers(l) != [l]}
             if coupled:
                 raise ValueError(f"ClusterSelect clusters each conv's own filters, but {coupled} share theirs with other "
                                  f"layers; valid: exclude=[...] them (layers it can prune: "
                                  f"{[l for l in sp.structured_layers if l not in coupled]})")
             self.sparsifier = self.state.sparsifier = sp.attach()
-        else: self.sparsifier._sync()  # the model as this run keeps it, whatever ran since
+        else: self.sparsifier.refresh()  # the model as this run keeps it, whatever ran since
         if self._hooked is not net:
             net.register_state_dict_post_hook(partial(_save_state, self.state))
             net.register_load_state_dict_pre_hook(partial(_load_state, self.state))
@@ -222,7 +222,7 @@ class LotteryRewindCallback(MaskedTraining):
             keys = _state_keys(self._net, self.sparsifier)
             tensors = dict(self._net.named_parameters()) | dict(self._net.named_buffers())
             self.state.rewind = {k: tensors[k].detach().clone() for k in keys}
-            _from_rank0(self.state.rewind.values())   # BN statistics of the last batches differ between DDP ranks
+            from_rank0(self.state.rewind.values())   # BN statistics of the last batches differ between DDP ranks
             self._record_at = None
 
     def _fit_end(self, trained):
@@ -236,7 +236,7 @@ class LotteryRewindCallback(MaskedTraining):
         metric = self.learn.metrics[0].name if len(self.learn.metrics) else 'valid_loss'
         def column(name): return [float(v[names.index(name)]) for v in self._epoch_values if len(v) == len(names)] or [float('nan')]
         vals = column(metric)                       # NaN when no validation ran: the level still counts
-        best = min if _lower_is_better(metric) else max
+        best = min if lower_is_better(metric) else max
         s = self.sparsifier.achieved_sparsity
         s, loss, final, best = _floats_from_rank0([s, column('valid_loss')[-1], vals[-1], best(vals)])
         self.state.metric = metric
@@ -271,7 +271,7 @@ class LotteryRewindCallback(MaskedTraining):
             raise ValueError(f"compact: learn={learn!r} does not hold this run's model; valid: the Learner of the run")
         attached, self.learn = self.learn, learn
         try:
-            x, state = _example_input(learn), self.sparsifier.detach()
+            x, state = example_input_of(learn), self.sparsifier.detach()
             try: removed = _compact_model(self._net, x, opt=self.opt, param_state=[*state, self.state.rewind or {}])
             finally: self.sparsifier.attach(*state)   # all or nothing: the masks go back on the (possibly smaller) model
         finally: self.learn = attached

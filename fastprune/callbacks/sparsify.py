@@ -13,12 +13,13 @@ from fastcore.basics import store_attr
 from fastcore.foundation import L
 from fastai.learner import ValueMetric
 from ..core.granularity import check_granularity
-from ..core.criteria import large_final, _get_criterion
-from ..core.schedules import one_cycle, one_shot, _get_schedule
-from ..sparsifier import Sparsifier, _check_sparsity, _check_round_to, _check_caps, _CONTEXTS, _rank0
+from ..core.criteria import large_final, get_criterion
+from ..core.schedules import one_cycle, one_shot, get_schedule
+from ..sparsifier import Sparsifier, check_round_to, check_caps, CONTEXTS
+from ..utils import check_sparsity, rank0
 from .base import MaskedTraining
 from ..budget import Budget, count_cost, check_budget, prune_to_budget
-from ..data import _example_input
+from ..data import example_input_of
 from ..surgery.edit import compact as _compact_model, resize_to
 from ..surgery.graph import trace
 
@@ -27,8 +28,8 @@ def _check_target(sparsity):
     "A float in [0, 1) or a {layer name: float in [0, 1)} dict (names are checked against the model later)."
     if isinstance(sparsity, dict):
         if not sparsity: raise ValueError("sparsity={} is not valid; valid: a float in [0, 1) or a non-empty {layer: float} dict")
-        return {k: _check_sparsity(v, f'sparsity[{k!r}]') for k, v in sparsity.items()}
-    return _check_sparsity(sparsity)
+        return {k: check_sparsity(v, f'sparsity[{k!r}]') for k, v in sparsity.items()}
+    return check_sparsity(sparsity)
 
 _RECORD = 'sparsify_record'  # root buffer: dense FLOPs, dense parameters, then per block set units removed and block size
 _RECORD_HOOKED = weakref.WeakKeyDictionary()  # model → its one `_before_load` hook
@@ -62,13 +63,13 @@ class SparsifyCallback(MaskedTraining):
         if budget is not None and not isinstance(budget, Budget):
             raise TypeError(f"budget={budget!r} is not valid; valid: a Budget, e.g. Budget(flops=0.5)")
         self.sparsity = None if sparsity is None else _check_target(sparsity)
-        if context not in _CONTEXTS: raise ValueError(f"Unknown context {context!r}; valid: {list(_CONTEXTS)}")
+        if context not in CONTEXTS: raise ValueError(f"Unknown context {context!r}; valid: {list(CONTEXTS)}")
         if not 0 < resolution <= 1: raise ValueError(f"resolution={resolution!r} is not valid; valid: a float in (0, 1]")
         if not isinstance(compact, bool): raise TypeError(f"compact={compact!r} is not valid; valid: True or False")
-        self.round_to = _check_round_to(round_to, check_granularity(granularity))
-        self.max_layer_sparsity = _check_caps(max_layer_sparsity)
-        self.criteria = _get_criterion(criteria)
-        self.schedule = _get_schedule(schedule or (one_shot if budget is not None else one_cycle))
+        self.round_to = check_round_to(round_to, check_granularity(granularity))
+        self.max_layer_sparsity = check_caps(max_layer_sparsity)
+        self.criteria = get_criterion(criteria)
+        self.schedule = get_schedule(schedule or (one_shot if budget is not None else one_cycle))
         store_attr('granularity,context,layer_type,exclude,compact,resolution,budget')
         self.sparsifier, self.achieved_sparsity, self.target, self.compacted, self.cost = None, None, 0., None, None
 
@@ -76,7 +77,7 @@ class SparsifyCallback(MaskedTraining):
 
     def _fit_start(self):
         if self.sparsifier is None or self.sparsifier.model is not self._net: self._setup()
-        self.sparsifier._sync()                                # the model as this run keeps it, whatever ran since
+        self.sparsifier.refresh()                                # the model as this run keeps it, whatever ran since
         self._read_record()
         self._drop_stale_opt_state()
         self._applied_step = None                                      # known at the first batch (a resumed fit starts later)
@@ -93,11 +94,11 @@ class SparsifyCallback(MaskedTraining):
         if self._applied_step is None: self._applied_step = max(map(self._step_frac, range(pos)), default=-1.)  # -1: nothing applied
         step = self._step_frac(pos)
         if step <= self._applied_step: return
-        if 'grad' in self.criteria.needs and not self.sparsifier._has_grads(): return  # no gradients since last update
-        if 'init' in self.criteria.needs and not self.sparsifier._has_moved(): return  # no step since the starting weights
+        if 'grad' in self.criteria.needs and not self.sparsifier.has_grads(): return  # no gradients since last update
+        if 'init' in self.criteria.needs and not self.sparsifier.has_moved(): return  # no step since the starting weights
         self.target = self._target(1. if step == 1 else self._schedule_frac(pos))
         if self.budget is None: self.sparsifier.sparsify(self.target)
-        else: self.cost = prune_to_budget(self.sparsifier, self.budget, _example_input(self.learn), self._reference(), self.target)
+        else: self.cost = prune_to_budget(self.sparsifier, self.budget, example_input_of(self.learn), self._reference(), self.target)
         self.sparsifier.apply_masks()
         self._applied_step = step
         if self.compact and self._net is self.model: self._compact()  # the rest of the fit trains the smaller net (not under DDP)
@@ -105,18 +106,18 @@ class SparsifyCallback(MaskedTraining):
     def _fit_end(self, trained):
         self._drop_metric()
         if not trained: return
-        self.sparsifier._sync(); self._read_record()           # `SaveModelCallback` may have reloaded another width
+        self.sparsifier.refresh(); self._read_record()           # `SaveModelCallback` may have reloaded another width
         self.achieved_sparsity = self.sparsifier.achieved_sparsity
-        if _rank0(): print(self.sparsifier.sparsity_report().to_string(index=False))  # one report under DDP
+        if rank0(): print(self.sparsifier.sparsity_report().to_string(index=False))  # one report under DDP
         if self.compact:
             self._compact()
             n = sum(p.numel() for p in self.model.parameters())
-            if _rank0(): print(f"compact: removed {self.compacted} units; {n:,} parameters left")
+            if rank0(): print(f"compact: removed {self.compacted} units; {n:,} parameters left")
         if self.budget is not None: self._report_budget()
 
     def _setup(self):
         "Build the `Sparsifier` (adopting masks already on the model); validate the target and, for `compact`, tracing."
-        x = _example_input(self.learn)
+        x = example_input_of(self.learn)
         if self.compact: trace(self._net, x)  # an untraceable model fails now, not after training
         sp = Sparsifier(self._net, self.granularity, self.context, self.criteria, self.layer_type, self.exclude,
                         example_input=x, round_to=self.round_to, attach=False, max_layer_sparsity=self.max_layer_sparsity)
@@ -126,14 +127,14 @@ class SparsifyCallback(MaskedTraining):
 
     def _check(self, sp):
         "Raise if the not yet attached `sp` cannot do what this callback asks (here: reach its target or budget)."
-        if self.budget is None: sp._targets(self.sparsity)
-        else: check_budget(sp, self.budget, _example_input(self.learn), self._reference())
+        if self.budget is None: sp.check_targets(self.sparsity)
+        else: check_budget(sp, self.budget, example_input_of(self.learn), self._reference())
 
     def _reference(self):
         "The dense network's cost: from the model's record once the callback kept one, else measured now."
         rec = getattr(self._net, _RECORD, None)
         if rec is not None: return dict(flops=rec[0].item(), params=rec[1].item())
-        return count_cost(self._net, _example_input(self.learn))
+        return count_cost(self._net, example_input_of(self.learn))
 
     def _keep_record(self):
         """Give the model its record (dense cost, what compaction removed), a buffer that checkpoints carry, or adopt
@@ -182,7 +183,7 @@ class SparsifyCallback(MaskedTraining):
 
     def _compact(self):
         "Remove all-zero units with the surgery engine, slicing optimizer state and the sparsifier's buffers along."
-        x, sp = _example_input(self.learn), self.sparsifier
+        x, sp = example_input_of(self.learn), self.sparsifier
         state = sp.detach()                # masks, starting weights, accumulated gradient terms
         try: removed = _compact_model(self._net, x, opt=self.opt, param_state=state)
         finally: sp.attach(*state)                             # at the new widths; all or nothing if compact failed
@@ -200,6 +201,6 @@ class SparsifyCallback(MaskedTraining):
 
     def _report_budget(self):
         "Print the budget asked and the cost reached, as fractions of the dense network's (measured on the model now)."
-        ref, now = self._reference(), count_cost(self._net, _example_input(self.learn))
+        ref, now = self._reference(), count_cost(self._net, example_input_of(self.learn))
         self.cost = {k: now[k] / ref[k] for k in self.budget.limits}
-        if _rank0(): print(f"budget {self.budget!r}: reached " + ', '.join(f"{k} {v:.1%}" for k, v in self.cost.items()))
+        if rank0(): print(f"budget {self.budget!r}: reached " + ', '.join(f"{k} {v:.1%}" for k, v in self.cost.items()))

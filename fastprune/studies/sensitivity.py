@@ -10,12 +10,13 @@ from torch import nn
 import pandas as pd
 from fastcore.basics import AttrDict
 from fastprogress.fastprogress import progress_bar
-from ..data import _example_input
-from ..core.criteria import large_final, CRITERIA, _get_criterion
-from ..sparsifier import Sparsifier, _check_sparsity, _param
+from ..data import example_input_of
+from ..core.criteria import large_final, CRITERIA, get_criterion
+from ..sparsifier import Sparsifier
+from ..utils import check_sparsity, module_attr, lower_is_better
 from ..surgery.graph import trace, group_of
 from ..surgery.edit import prune_units
-from ..report import compression_report, compare_reports, _lower_is_better
+from ..report import compression_report, compare_reports
 
 # %% auto #0
 __all__ = ['sensitivity', 'plot_sensitivity', 'filter_norms', 'plot_filter_norms', 'prune_until']
@@ -29,13 +30,13 @@ def _validate(learn):
 def _check_sparsities(sparsities):
     if isinstance(sparsities, (int, float)) or not len(sparsities):
         raise ValueError(f"sparsities={sparsities!r} is not valid; valid: a non-empty sequence of floats in [0, 1)")
-    return sorted({_check_sparsity(s, 'sparsities entry') for s in sparsities})
+    return sorted({check_sparsity(s, 'sparsities entry') for s in sparsities})
 
 _NEEDS_SAID = {'grad': 'gradients', 'init': 'the weights at the start of training'}
 
 def _current_weights_criterion(criteria):
     "The `Criterion` for `criteria`; ValueError for one that needs gradients or initial weights, which `sensitivity` has not got."
-    crit = _get_criterion(criteria)
+    crit = get_criterion(criteria)
     if crit.needs:
         valid = [n for n, c in CRITERIA.items() if not c.needs]
         raise ValueError(f"criteria={crit.name!r} needs {' and '.join(_NEEDS_SAID[n] for n in crit.needs)}, which sensitivity has not "
@@ -68,7 +69,7 @@ def sensitivity(learn, # fastai `Learner`; its model is restored exactly afterwa
         raise ValueError("the model already carries pruning masks (`*_mask` buffers); call `Sparsifier.detach()` first")
     snapshot = {k: v.detach().clone() for k, v in model.state_dict().items()}
     sp = Sparsifier(model, granularity, criteria=criteria, exclude=[],
-                    example_input=_example_input(learn) if granularity == 'filter' else None)
+                    example_input=example_input_of(learn) if granularity == 'filter' else None)
     rows = []
     try:
         blocks = _select_blocks(sp, layers)
@@ -81,7 +82,7 @@ def sensitivity(learn, # fastai `Learner`; its model is restored exactly afterwa
                 sp.apply_masks()
                 rows.append(dict(base, sparsity=s, pruned=int(b.pruned(sp).sum()), **dict(zip(('loss', 'metric'), _validate(learn)))))
             with torch.no_grad():
-                for p in b.mask_params: _param(model, p).copy_(snapshot[p])
+                for p in b.mask_params: module_attr(model, p).copy_(snapshot[p])
             sp.reset()
     finally:
         sp.detach()
@@ -111,7 +112,7 @@ def plot_sensitivity(result:pd.DataFrame, # from `sensitivity`
 # %% ../../nbs/40_sensitivity.ipynb #c023
 def _unit_l1(model, group):
     "l1-norm of each output unit of a coupling group: the producers' weight rows summed."
-    return sum(_param(model, f'{p}.weight').detach().abs().flatten(1).sum(1) for p in group.producers)
+    return sum(module_attr(model, f'{p}.weight').detach().abs().flatten(1).sum(1) for p in group.producers)
 
 def filter_norms(model:nn.Module, # layers of type `layer_type` are measured
                  layer_type=(nn.Conv2d, nn.Linear), # which layers
@@ -145,7 +146,7 @@ _ORDERS = ('sensitivity', 'model')
 
 def _worsening(metric, baseline, metric_name):
     "How much worse than `baseline` `metric` is (negative: better), for the metric called `metric_name`."
-    return metric - baseline if _lower_is_better(metric_name) else baseline - metric
+    return metric - baseline if lower_is_better(metric_name) else baseline - metric
 
 def _group_order(learn, graph, order):
     "Producer names (one per prunable group) in pruning order."
@@ -185,7 +186,7 @@ def prune_until(learn, # fastai `Learner` with a metric (accuracy, error_rate...
     if not 0 < step < 1: raise ValueError(f"step={step!r} is not valid; valid: a float in (0, 1)")
     if not (isinstance(retrain_epochs, int) and retrain_epochs >= 0):
         raise ValueError(f"retrain_epochs={retrain_epochs!r} is not valid; valid: an int >= 0")
-    xb = _example_input(learn)
+    xb = example_input_of(learn)
     names = _group_order(learn, trace(learn.model, xb), order)
     before = compression_report(learn.model, xb, n_repeats=n_repeats)
     baseline = _validate(learn)[1]

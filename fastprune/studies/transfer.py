@@ -14,7 +14,7 @@ from fastai.callback.core import Callback
 from fastai.torch_core import TensorImage
 from fastai.data.core import DataLoaders
 from fasttransform import Transform, Pipeline
-from ..data import _split_dir, _class_files, _files_dls, _TRAIN_NAMES, _VALID_NAMES
+from ..data import split_dir, class_files, files_dls, TRAIN_NAMES, VALID_NAMES
 from ..callbacks.base import FitHooks
 
 # %% auto #0
@@ -70,9 +70,9 @@ class ClassSplit:
         if self.path is None: raise ValueError("building DataLoaders needs an image folder: call split_classes with a path "
                                                "(or DataLoaders made by folder_dls)")
         classes = getattr(self, half)
-        train, valid = _split_dir(self.path, None, _TRAIN_NAMES, 'training'), _split_dir(self.path, None, _VALID_NAMES, 'validation')
-        files = [f for s in (train, valid) for f in _class_files(self.path/s, max_per_class, seed) if f.parent.name in classes]
-        return _files_dls(self.path, files, train, valid, size=size, bs=bs, stats=stats, num_workers=num_workers,
+        train, valid = split_dir(self.path, None, TRAIN_NAMES, 'training'), split_dir(self.path, None, VALID_NAMES, 'validation')
+        files = [f for s in (train, valid) for f in class_files(self.path/s, max_per_class, seed) if f.parent.name in classes]
+        return files_dls(self.path, files, train, valid, size=size, bs=bs, stats=stats, num_workers=num_workers,
                           vocab=classes, **kwargs)
 
 def _all_classes(dls_or_path):
@@ -80,7 +80,7 @@ def _all_classes(dls_or_path):
     if isinstance(dls_or_path, (str, Path)):
         path = Path(dls_or_path)
         if not path.is_dir(): raise ValueError(f"split_classes: {path} is not a folder; valid: an image folder or DataLoaders")
-        train = _split_dir(path, None, _TRAIN_NAMES, 'training')
+        train = split_dir(path, None, TRAIN_NAMES, 'training')
         return sorted(p.name for p in (path/train).iterdir() if p.is_dir()), path
     if isinstance(dls_or_path, DataLoaders):
         items = getattr(dls_or_path.train_ds, 'items', None)  # image files <path>/<split>/<class>/<file>

@@ -3,3 +3,4 @@ from .groups import *
 from .rules import *
 from .graph import *
 from .edit import *
+from .attention import *

@@ -10,8 +10,9 @@ import math
 from collections import defaultdict
 import numpy as np, torch, torch.nn as nn
 from .groups import Group, SizeAttr
-from .graph import trace, group_of, _module_name
-from ..models import _check_int
+from .graph import trace, group_of, qualified_name
+from .attention import resized_class
+from ..utils import check_int
 
 # %% ../../nbs/11_surgery.ipynb #c006
 def _plans(edits, lengths):
@@ -82,7 +83,7 @@ def _new_opt_state(state, p, plan):
 
 # %% ../../nbs/11_surgery.ipynb #c010
 _SIZE_ATTRS = ('in_channels', 'out_channels', 'groups', 'in_features', 'out_features', 'num_features', 'num_channels',
-               'num_groups', 'normalized_shape', 'num_parameters')
+               'num_groups', 'normalized_shape', 'num_parameters', 'num_heads', 'attn_dim', 'embed_dim', 'kdim', 'vdim')
 
 def _tensors(model):
     "Every parameter and buffer of `model` by qualified name."
@@ -141,6 +142,9 @@ def _edit(model, edits, opt=None, param_state=(), init_scale=1.):
                         store[k] = new_t[id(v)][1]; undo.append((store.__setitem__, (k, v)))
         for (mod, at), v in new_attr.items():
             old = getattr(mods[mod], at); setattr(mods[mod], at, v); undo.append((setattr, (mods[mod], at, old)))
+        for m in dict.fromkeys(mods[mod] for mod, _ in new_attr):  # a layer whose own forward no longer fits its sizes
+            cls = resized_class(m)
+            if cls is not type(m): undo.append((setattr, (m, '__class__', type(m)))); m.__class__ = cls
         for pl in plists:
             for i, q in enumerate(pl):
                 if id(q) in new_t: pl[i] = new_t[id(q)][1]; undo.append((pl.__setitem__, (i, q)))
@@ -161,7 +165,7 @@ def _resolve(model, graph, units, what, arg='units'):
     if not isinstance(units, dict): raise TypeError(f"{arg} must be a dict {{layer: ...}}, got {type(units).__name__}")
     res = {}
     for layer, v in units.items():
-        name = _module_name(model, layer)
+        name = qualified_name(model, layer)
         g = group_of(graph, name)
         if not g.prunable:
             raise ValueError(f"cannot {what} units of {name!r}: {g.reason}; prunable layers: {[p for h in graph.prunable for p in h.producers]}")
@@ -202,7 +206,10 @@ def _check_indices(g, asked):
             raise ValueError(f"{name!r} and {sets[0][0]!r} are coupled (their channels {g.producers} move together) "
                              f"but different units were requested: {idx} vs {sets[0][1]}")
     idx = sets[0][1]
-    if len(idx) >= g.size: raise ValueError(f"cannot remove all {g.size} units of {sets[0][0]!r}; at least one must remain")
+    if len(idx) >= g.size:
+        counts = [r.label for r in g.recs if isinstance(r, SizeAttr) and r.inner == 1]  # e.g. `attn.num_heads`
+        raise ValueError(f"cannot remove all {g.size} units of {sets[0][0]!r}; at least one must remain"
+                         + (f" (`{counts[0]}` would be 0)" if counts else ''))
     return idx
 
 def prune_units(model:nn.Module, # edited in place
@@ -231,7 +238,7 @@ def grow_units(model:nn.Module, # edited in place
     graph = trace(model, example_input)
     edits = []
     for g, asked in _resolve(model, graph, counts, 'grow', 'counts'):
-        ns = {_check_int(n, f'counts[{a!r}]', minimum=0) for a, n in asked}
+        ns = {check_int(n, f'counts[{a!r}]', minimum=0) for a, n in asked}
         if len(ns) > 1: raise ValueError(f"coupled layers {[a for a, _ in asked]} were asked for different counts {sorted(ns)}")
         n = ns.pop()
         edits += [(r, (), n) for r in g.recs] if n else []
@@ -274,7 +281,7 @@ def _zero_units(model, units, example_input):
     graph, tensors = trace(model, example_input), _tensors(model)
     with torch.no_grad():
         for layer, idx in units.items():
-            for r in group_of(graph, _module_name(model, layer)).slices('source'):
+            for r in group_of(graph, qualified_name(model, layer)).slices('source'):
                 x = tensors[r.name].movedim(r.dim, 0)
                 for c in idx: x[r.offset + c*r.inner: r.offset + (c+1)*r.inner] = 0
     return model
@@ -307,6 +314,7 @@ def load_pruned(path, model_factory,
                     new = torch.empty_like(sd[key])
                     store[a] = nn.Parameter(new, requires_grad=v.requires_grad) if isinstance(v, nn.Parameter) else new
         for a, v in ckpt['attrs'].get(k, {}).items(): setattr(m, a, v)
+        m.__class__ = resized_class(m)
     for key, v in sd.items():  # extra buffers saved with the model (e.g. a Sparsifier's `weight_mask`) come back as buffers
         owner, _, a = key.rpartition('.')
         m = mods.get(owner)
