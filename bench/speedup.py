@@ -29,7 +29,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 from fastprune.surgery.edit import prune_units
 from fastprune.deploy import benchmark_inference, _l1_units
-from fastprune.report import _flops
+from fastprune.report import count_flops
 from deploy import dense_and_pruned, steady_allocator  # bench/deploy.py: the same dense and pruned deployment forms
 
 TARGET = 0.9
@@ -90,7 +90,7 @@ def main():
         if a.only and name.split()[0] not in a.only: continue
         x = torch.randn(1, 3, s, s)
         dense, pruned = dense_and_pruned(make(), x, a.fraction, a.multiple_of, a.fold_bn)
-        fr = _flops(dense, x)[0] / _flops(pruned, x)[0]
+        fr = count_flops(dense, x)[0] / count_flops(pruned, x)[0]
         pr = sum(q.numel() for q in dense.parameters()) / sum(q.numel() for q in pruned.parameters())
         df = benchmark_inference({'dense': dense, 'pruned': pruned}, x, backends=tuple(a.backends),
                                  batch_sizes=tuple(a.batches), n_repeats=a.repeats, timer='process')
