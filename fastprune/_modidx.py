@@ -378,6 +378,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                 'fastprune.data._data_roots': ('data.html#_data_roots', 'fastprune/data.py'),
                                 'fastprune.data._digit_images': ('data.html#_digit_images', 'fastprune/data.py'),
                                 'fastprune.data._find_in_roots': ('data.html#_find_in_roots', 'fastprune/data.py'),
+                                'fastprune.data._local_loader': ('data.html#_local_loader', 'fastprune/data.py'),
                                 'fastprune.data.class_files': ('data.html#class_files', 'fastprune/data.py'),
                                 'fastprune.data.digits_dls': ('data.html#digits_dls', 'fastprune/data.py'),
                                 'fastprune.data.example_input_of': ('data.html#example_input_of', 'fastprune/data.py'),

@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_data.ipynb #c003
 from __future__ import annotations
-import os, random, tarfile, tempfile, shutil
+import os, random, sys, tarfile, tempfile, shutil
 from pathlib import Path
 import torch
 import torch.nn.functional as F
@@ -65,9 +65,16 @@ def digits_dls(size:int=32, # side of the square images, bilinear upsampling fro
     return dls
 
 # %% ../nbs/00_data.ipynb #c022
+def _local_loader(dl):
+    """The loader a fastai `DistributedDL` shards (as `learn.distrib_ctx()` puts in `learn.dls` for the fit), else `dl`:
+    read directly, it needs no collective call and gives a batch before the `DistributedDL`'s first iteration (fastai's
+    `DistributedDL.one_batch()` fails until then). `fastai.distributed` needs accelerate: it is never imported here."""
+    ddl = getattr(sys.modules.get('fastai.distributed'), 'DistributedDL', None)
+    return dl.dl if ddl is not None and isinstance(dl, ddl) else dl
+
 def example_input_of(learn, n=2):
     "`n` inputs of a batch of `learn`'s validation data (training data if there is none), a plain tensor on the model's device."
-    dl = learn.dls.valid if len(learn.dls.valid) else learn.dls.train
+    dl = _local_loader(learn.dls.valid if len(learn.dls.valid) else learn.dls.train)
     with torch.random.fork_rng(devices=[]): x = dl.one_batch()[0][:n]  # torch's DataLoader draws a seed: leave the RNG be
     model = getattr(learn.model, 'module', learn.model)  # a `DistributedDataParallel` wrapper holds it in `.module`
     return x.as_subclass(torch.Tensor).to(next(model.parameters()).device)

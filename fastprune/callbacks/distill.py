@@ -12,6 +12,7 @@ from torch import nn, Tensor
 import torch.nn.functional as F
 from fastai.callback.core import Callback
 from fastai.learner import Learner
+from ..utils import from_rank0
 
 # %% ../../nbs/35_distill_callback.ipynb #c006
 _SNAPSHOT = 'snapshot'
@@ -79,7 +80,9 @@ class KnowledgeDistillationCallback(Callback):
     def before_fit(self):
         "Take the snapshot (first fit only); refuse a teacher that is the model being trained."
         student = _unwrap(self.learn.model)
-        if isinstance(self.source, str) and self.snapshot is None: self.snapshot = frozen_copy(student)
+        if isinstance(self.source, str) and self.snapshot is None:
+            self.snapshot = frozen_copy(student)
+            from_rank0(self.snapshot.state_dict().values())  # under DDP: rank 0's student, the one every rank trains
         teacher = self.teacher
         if teacher is student or {id(p) for p in teacher.parameters()} & {id(p) for p in student.parameters()}:
             raise ValueError(f"teacher={type(self.source).__name__} is not valid: it shares parameters with the model being "
