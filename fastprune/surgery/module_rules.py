@@ -83,8 +83,12 @@ def linear(p, n, m, x):
     a[last] = [Seg(g, 0, 1, m.out_features)]
     p.annotate(n, a)
 
-def fixed_conv(p, n, m, x, why): p.fixed_layer(n, x, why, m.out_channels)
-def fixed_linear(p, n, m, x, why): p.fixed_layer(n, x, why, m.out_features, len(node_shape(n)) - 1)
+def fixed_conv(p, n, m, x, why):
+    "Rule for a conv whose weight is computed in its forward (`why`): its `out_channels` outputs are a fixed-width tensor."
+    p.fixed_layer(n, x, why, m.out_channels)
+def fixed_linear(p, n, m, x, why):
+    "Rule for a linear layer whose weight is computed in its forward (`why`): its outputs are a fixed-width tensor."
+    p.fixed_layer(n, x, why, m.out_features, len(node_shape(n)) - 1)
 
 for c in CONVS: register_module_rule(c, conv, computed=fixed_conv)
 for c in TCONVS: register_module_rule(c, conv, computed=fixed_conv, sizes=True)
@@ -151,10 +155,18 @@ _ELEMENTWISE_MODULES = (nn.ReLU, nn.ReLU6, nn.GELU, nn.SiLU, nn.Sigmoid, nn.Tanh
 _POOL_MODULES = (nn.modules.pooling._MaxPoolNd, nn.modules.pooling._AvgPoolNd, nn.modules.pooling._AdaptiveAvgPoolNd,
     nn.modules.pooling._AdaptiveMaxPoolNd, nn.modules.pooling._LPPoolNd, nn.Upsample)
 
-def activation(p, n, m, x): elementwise(p, n, [x])
-def pooling(p, n, m, x): pool(p, n, x)
-def flatten(p, n, m, x): reshape(p, n, x)
-def softmax(p, n, m, x): along_dim(p, n, x, m.dim)
+def activation(p, n, m, x):
+    "Rule for an activation layer: elementwise, each output channel from the same input channel."
+    elementwise(p, n, [x])
+def pooling(p, n, m, x):
+    "Rule for a pooling or upsampling layer: as `pool`, the channels pass through."
+    pool(p, n, x)
+def flatten(p, n, m, x):
+    "Rule for `nn.Flatten`: a reshape, the channels spread over the flattened dim."
+    reshape(p, n, x)
+def softmax(p, n, m, x):
+    "Rule for `nn.Softmax`: an op along `m.dim`, which mixes the channels if they lie on it."
+    along_dim(p, n, x, m.dim)
 def channel_shuffle(p, n, m, x):
     "`nn.ChannelShuffle`: `shuffle` by its `groups`"
     shuffle(p, n, x, m.groups)

@@ -77,7 +77,9 @@ def fx_trace(model, n_inputs=1, max_retries=64):
     return GraphModule(tracer.root, graph, type(model).__name__), leaves
 
 # %% ../../nbs/10c_tracing.ipynb #t009
-def prod(xs): return math.prod(int(x) for x in xs)
+def prod(xs):
+    "Product of the sizes `xs` (ints or traced dims), as an int."
+    return math.prod(int(x) for x in xs)
 
 def node_shape(n):
     "Shape of fx node `n`'s tensor result, or None."
@@ -95,7 +97,9 @@ def arg(n, i, name, default=None):
     if len(n.args) > i: return n.args[i]
     return n.kwargs.get(name, default)
 
-def is_number(v): return isinstance(v, (int, float)) and not isinstance(v, bool)
+def is_number(v):
+    "True for an int or float argument (a bool is not a number here)."
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 def nodes_in(a):
     "The fx nodes in argument structure `a` (nested tuples, lists, dicts)"
