@@ -4,7 +4,7 @@
 
 # %% ../nbs/50_deploy.ipynb #c003
 from __future__ import annotations
-import copy, itertools, re, shutil, tempfile, time, warnings
+import copy, itertools, logging, re, shutil, tempfile, time, warnings
 from pathlib import Path
 from typing import NamedTuple
 import numpy as np
@@ -67,7 +67,11 @@ def _export(model, x, path, dynamic_batch, exporter, opset_version):
     kw = dict(input_names=['input'], opset_version=opset_version, verbose=False)
     if exporter == 'dynamo':
         shapes = ({0: torch.export.Dim('batch')},) if dynamic_batch else None
-        torch.onnx.export(model, (x,), str(path), dynamo=True, dynamic_shapes=shapes, external_data=False, **kw)
+        log = logging.getLogger('torch.fx.experimental.symbolic_shapes')  # notes on the batch symbol, not the user's concern
+        level = log.level
+        log.setLevel(logging.ERROR)
+        try: torch.onnx.export(model, (x,), str(path), dynamo=True, dynamic_shapes=shapes, external_data=False, **kw)
+        finally: log.setLevel(level)
     else:
         with warnings.catch_warnings():
             warnings.simplefilter('ignore', (DeprecationWarning, FutureWarning))  # the deprecation this choice accepts
