@@ -398,14 +398,15 @@ class Sparsifier:
 
     def check_targets(self, sparsity):
         "[(block set, sparsity)] for a float or a {layer name: sparsity} dict, validated (an N:M pattern prunes at most (M − N)/M)."
-        targets = self._checked_targets(sparsity)
+        targets = self._parsed_targets(sparsity)
         for b, s in targets:
             if s > b.share + 1e-9:
                 raise ValueError(f"sparsity {s!r} for {b.name!r} is more than granularity {self.granularity!r} can prune; "
                                  f"valid: a float in [0, {b.share:g}]")
         return targets
 
-    def _checked_targets(self, sparsity):
+    def _parsed_targets(self, sparsity):
+        "[(block set, sparsity)] of a float or a dict, each value and layer name checked."
         if not isinstance(sparsity, dict):
             s = check_sparsity(sparsity)
             return [(b, s) for b in self.blocks]
