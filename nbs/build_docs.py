@@ -10,7 +10,8 @@ processors (`nbdev.processors.FilterDefaults`, the ones `nbdev-proc-nbs` / `nbde
 written to `<out>/<page>.html` (`00_data.ipynb` -> `data.html`, the file names nbdev's doc links use) inside one page
 layout whose sidebar comes from `website.sidebar` in nbs/_quarto.yml, the file `nbdev-docs` uses too.
 
-Without `--execute` the stored outputs are used and only what `show_doc` needs is run, as `nbdev-docs` does. With
+Without `--execute` the stored outputs are used and only what `show_doc` needs is run, as `nbdev-docs` does, except
+test cells that mix imports with other code (nbdev runs those, but their names come from test cells that did not run). With
 `--execute` every cell `nbdev-test` would run is run (in the notebook's folder, with nbdev's `cell_timeout`) and its
 fresh outputs, plots included (PNG), go in the page; skipped cells (`#| slow` unless `--slow`, `#| eval: false`) keep
 their stored outputs.
@@ -301,12 +302,30 @@ def clean_outputs(cells):
             keep.append(o)
         c['outputs'] = keep
 
+def _mixes_imports(cell):
+    "A code cell, not exported, with imports (at any depth) and other statements (nbdev's `exec_show_docs` runs it)."
+    try: body = ast.parse(cell.source).body
+    except SyntaxError: return False
+    top = [isinstance(t, (ast.Import, ast.ImportFrom)) for t in body]
+    nested = any(isinstance(n, (ast.Import, ast.ImportFrom)) for t in body for n in ast.walk(t))
+    return not cell.source.lstrip().startswith('#| export') and nested and not all(top)
+
+def _exec_docs():
+    """nbdev's `exec_show_docs`, except that a test cell mixing imports with other code is not run: without `--execute`
+    the test cells before it did not run either, so the names it uses do not exist (its stored outputs are shown)."""
+    from nbdev.processors import exec_show_docs
+    class exec_docs(exec_show_docs):
+        def __call__(self, cell):
+            if not _mixes_imports(cell): super().__call__(cell)
+    return exec_docs
+
 def _processors(execute, skip_flags, force_flags):
     "nbdev's docs processors; with `execute`, running every cell replaces `exec_show_docs`. Symbol links come later"
     from nbdev.processors import FilterDefaults, exec_show_docs, add_links, insert_warning
-    procs = [p for p in FilterDefaults().procs() if p is not add_links and not (execute and p is exec_show_docs)]
-    if execute: procs.insert(procs.index(insert_warning) + 1,
-                            type('exec_all', (_ExecAll,), dict(skip_flags=skip_flags, force_flags=force_flags)))
+    procs = [p for p in FilterDefaults().procs() if p is not add_links]
+    if not execute: return [_exec_docs() if p is exec_show_docs else p for p in procs]
+    procs.remove(exec_show_docs)
+    procs.insert(procs.index(insert_warning) + 1, type('exec_all', (_ExecAll,), dict(skip_flags=skip_flags, force_flags=force_flags)))
     return procs
 
 _re_qdir = re.compile(r'^#\|\s*([\w-]+)\s*:\s*(.*?)\s*$')

@@ -98,6 +98,23 @@ def test_build_fails_and_lists_every_problem(tmp_path):
     assert good.select_one('main img')['src'].startswith('data:image/png;base64,')
     assert '- good.html:' not in err and '- index.html:' not in err
 
+def test_quick_build_skips_test_cells_that_need_unrun_names(tmp_path):
+    "Without --execute a test cell mixing imports with code that uses names from earlier test cells is not run (nbdev would)"
+    nbs = tmp_path/'nbs'
+    nbs.mkdir()
+    (nbs/'_quarto.yml').write_text('website:\n  sidebar:\n    contents:\n      - section: Pages\n        contents: "*.ipynb"\n')
+    write_nb(nbs/'index.ipynb', [('markdown', '# Home\n> The front page.')])
+    write_nb(nbs/'quick.ipynb', [('markdown', '# Quick\n> Stored outputs only.'),
+                                 ('code', '#| exec_doc\ndef double(x):\n    "Twice `x`."\n    return 2 * x'), ('code', 'show_doc(double)'),
+                                 ('code', 'ps = [0, 1]'),
+                                 ('code', 'import math\nprint(math.prod(ps))', [dict(name='stdout', output_type='stream', text=['0\n'])]),
+                                 ('code', 'for _ in ps:\n    import math\nprint(ps)')])
+    out = tmp_path/'_docs'
+    r = run_builder('--nbs', str(nbs), '--out', str(out), '--n-workers', '1')
+    assert r.returncode == 0, r.stdout + r.stderr
+    page = soup(out/'quick.html')
+    assert 'Twice' in page.get_text() and '0' in output_text(page)  # the show_doc ran, the stored output is shown
+
 BAR_LINE = re.compile(r'\|[█X-]{3,}\|\s*(\d+(\.\d+)?% )?\[\d+/')  # a fastprogress console bar, as a captured run prints it
 WARNING = re.compile(r'\w*Warning: |site-packages|\.venv')
 
