@@ -72,10 +72,15 @@ def write_nb(path, cells):
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(nb))
 
-def test_build_fails_and_lists_every_problem(tmp_path):
+def notebooks_dir(tmp_path):
+    "An empty notebooks folder for the builder, with a sidebar listing every notebook in it"
     nbs = tmp_path/'nbs'
-    (nbs).mkdir()
+    nbs.mkdir()
     (nbs/'_quarto.yml').write_text('website:\n  sidebar:\n    contents:\n      - section: Pages\n        contents: "*.ipynb"\n')
+    return nbs
+
+def test_build_fails_and_lists_every_problem(tmp_path):
+    nbs = notebooks_dir(tmp_path)
     title = lambda t: ('markdown', f'# {t}\n> What {t} is about.')
     write_nb(nbs/'index.ipynb', [title('Home')])
     write_nb(nbs/'good.ipynb', [title('Good'), ('markdown', 'See [the bad one](raises.ipynb) and [a section](#a-plot).\n\n## A plot'),
@@ -100,9 +105,7 @@ def test_build_fails_and_lists_every_problem(tmp_path):
 
 def test_quick_build_skips_test_cells_that_need_unrun_names(tmp_path):
     "Without --execute a test cell mixing imports with code that uses names from earlier test cells is not run (nbdev would)"
-    nbs = tmp_path/'nbs'
-    nbs.mkdir()
-    (nbs/'_quarto.yml').write_text('website:\n  sidebar:\n    contents:\n      - section: Pages\n        contents: "*.ipynb"\n')
+    nbs = notebooks_dir(tmp_path)
     write_nb(nbs/'index.ipynb', [('markdown', '# Home\n> The front page.')])
     write_nb(nbs/'quick.ipynb', [('markdown', '# Quick\n> Stored outputs only.'),
                                  ('code', '#| exec_doc\ndef double(x):\n    "Twice `x`."\n    return 2 * x'), ('code', 'show_doc(double)'),
@@ -144,9 +147,7 @@ STORED_WARNING = ('/home/builder/.venv/lib/python3.11/site-packages/fastai/learn
 
 def test_executed_page_has_fit_table_no_bar_lines_no_warnings(tmp_path):
     "A fit shows its final table as a notebook does; bars and warnings (fresh or stored) stay off the page, errors do not"
-    nbs = tmp_path/'nbs'
-    nbs.mkdir()
-    (nbs/'_quarto.yml').write_text('website:\n  sidebar:\n    contents:\n      - section: Pages\n        contents: "*.ipynb"\n')
+    nbs = notebooks_dir(tmp_path)
     write_nb(nbs/'index.ipynb', [('markdown', '# Home')])
     stream = lambda name, text: dict(output_type='stream', name=name, text=text)
     write_nb(nbs/'train.ipynb', [
