@@ -987,6 +987,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                          'fastprune.surgery.rules.op_rule': ('rules.html#op_rule', 'fastprune/surgery/rules.py'),
                                          'fastprune.surgery.rules.register_module_rule': ( 'rules.html#register_module_rule',
                                                                                            'fastprune/surgery/rules.py'),
+                                         'fastprune.surgery.rules.register_module_rule_by_name': ( 'rules.html#register_module_rule_by_name',
+                                                                                                   'fastprune/surgery/rules.py'),
                                          'fastprune.surgery.rules.register_op_rule': ( 'rules.html#register_op_rule',
                                                                                        'fastprune/surgery/rules.py')},
             'fastprune.surgery.tracing': { 'fastprune.surgery.tracing._Proxy': ('tracing.html#_proxy', 'fastprune/surgery/tracing.py'),

@@ -11,7 +11,7 @@ import sys, math
 import torch, torch.nn as nn, torch.nn.functional as F
 from .groups import Seg, grown_fill
 from .tracing import node_shape, arg
-from .rules import register_module_rule
+from .rules import register_module_rule, register_module_rule_by_name
 
 # %% ../../nbs/10i_attention.ipynb #a006
 def _slice_like(p, seg, m, attr, dim, kind, init):
@@ -88,13 +88,16 @@ def register_qkv_attention(cls:type, # an attention layer class laid out as timm
     return register_module_rule(cls, qkv_attention)
 
 _TIMM_ATTENTION = {'timm.layers.attention': 'Attention', 'timm.models.swin_transformer': 'WindowAttention'}
+for mod, cls in _TIMM_ATTENTION.items(): register_module_rule_by_name(f'{mod}.{cls}', register_qkv_attention)
 
-def register_timm_attention():
-    """Register `qkv_attention` for timm's `Attention` (ViT, DeiT...) and Swin's `WindowAttention`, if timm has
-    imported them (fastprune does not import timm, which is slow to import): importing this module does it; call it
-    again if timm was imported after fastprune."""
-    for mod, cls in _TIMM_ATTENTION.items():
-        if mod in sys.modules: register_qkv_attention(getattr(sys.modules[mod], cls))
+def register_timm_attention()->list:
+    """Register `qkv_attention` for timm's `Attention` (ViT, DeiT...) and Swin's `WindowAttention` now, if timm has
+    imported them; returns the classes registered. Not needed: fastprune does not import timm (slow to import) but
+    registers them by name, so the tracer registers them when it first meets them, whether timm was imported before
+    or after fastprune."""
+    classes = [getattr(sys.modules[mod], cls) for mod, cls in _TIMM_ATTENTION.items() if mod in sys.modules]
+    for c in classes: register_qkv_attention(c)
+    return classes
 
 # %% ../../nbs/10i_attention.ipynb #a013
 def _additive_mask(attn_mask, key_padding_mask, is_causal, B, H, L, S, dtype):
@@ -149,4 +152,3 @@ def multihead_attention(p, n, m, x):
     p.annotate(n, {}, split=True, items=(_output(p, n, m.out_proj, f'{n.target}.out_proj', len(node_shape(q)) - 1), {}))
 
 register_module_rule(nn.MultiheadAttention, multihead_attention)
-register_timm_attention()
