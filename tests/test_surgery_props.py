@@ -1,4 +1,4 @@
-"Property tests of the surgery engine over randomly generated CNNs, plus exactness on torchvision and timm models."
+"Property tests of the surgery engine over randomly generated CNNs and vision transformers, plus exactness on torchvision and timm models."
 import warnings
 import pytest, torch, torch.nn as nn, torch.nn.functional as F
 from hypothesis import given, settings, strategies as st, HealthCheck
@@ -63,12 +63,60 @@ nets = st.builds(RandNet, widths=st.lists(st.integers(2, 6), min_size=1, max_siz
                  act=st.sampled_from([nn.ReLU, nn.Sigmoid]), shared=st.booleans(), transposed=st.booleans(),
                  split=st.booleans(), shuffle=st.sampled_from([None, 'view', 'module']))
 
+try:
+    from timm.layers.attention import Attention as TimmAttention  # imported after fastprune: its rule registers itself
+except ImportError: TimmAttention = None
+
+class RandBlock(nn.Module):
+    """A transformer block on tokens `(B, N, d)`: attention (`'mha'`: `nn.MultiheadAttention` batch first, `'mha_seq'`:
+    sequence first, as torchvision's ViT; `'timm'`: timm's `Attention`), then an MLP (`glu`: its hidden layer chunked
+    in two halves along the channels, one gating the other); `norm`: LayerNorm before each (pre-norm)."""
+    def __init__(self, d, heads, attn, norm, glu, ratio, bias):
+        super().__init__()
+        self.kind, self.glu = attn, glu
+        self.n1, self.n2 = (nn.LayerNorm(d), nn.LayerNorm(d)) if norm else (nn.Identity(), nn.Identity())
+        self.attn = (TimmAttention(d, heads, qkv_bias=bias) if attn == 'timm' else
+                     nn.MultiheadAttention(d, heads, bias=bias, batch_first=attn == 'mha'))
+        h = ratio * d
+        self.fc1, self.fc2 = nn.Linear(d, 2*h if glu else h), nn.Linear(h, d)
+    def forward(self, x):
+        y = self.n1(x)
+        if self.kind == 'timm': y = self.attn(y)
+        elif self.kind == 'mha': y = self.attn(y, y, y, need_weights=False)[0]
+        else: y = y.transpose(0, 1); y = self.attn(y, y, y, need_weights=False)[0].transpose(0, 1)
+        x = x + y
+        h = self.fc1(self.n2(x))
+        if self.glu: a, b = h.chunk(2, -1); h = a * F.silu(b)
+        else: h = F.gelu(h)
+        return x + self.fc2(h)
+
+class RandViT(nn.Module):
+    """A tiny vision transformer on 8x8 images: a conv patch embedding (4 tokens of `heads*head_dim` channels), an
+    optional class token, `RandBlock`s (one `attn` kind each), pooling by the class token or the mean, a linear head."""
+    def __init__(self, heads, head_dim, attns, norm, glu, ratio, bias, cls_token):
+        super().__init__()
+        d = heads * head_dim
+        self.embed = nn.Conv2d(3, d, 4, stride=4)
+        self.cls = nn.Parameter(torch.randn(1, 1, d)) if cls_token else None
+        self.blocks = nn.Sequential(*[RandBlock(d, heads, a, norm, glu, ratio, bias) for a in attns])
+        self.head = nn.Linear(d, 5)
+    def forward(self, x):
+        x = self.embed(x).flatten(2).transpose(1, 2)
+        if self.cls is not None: x = torch.cat([self.cls.expand(x.shape[0], -1, -1), x], 1)
+        x = self.blocks(x)
+        return self.head(x[:, 0] if self.cls is not None else x.mean(1))
+
+_ATTNS = ['mha', 'mha_seq'] + (['timm'] if TimmAttention is not None else [])
+vits = st.builds(RandViT, heads=st.integers(1, 4), head_dim=st.integers(1, 3), attns=st.lists(st.sampled_from(_ATTNS), min_size=1, max_size=3),
+                 norm=st.booleans(), glu=st.booleans(), ratio=st.integers(1, 2), bias=st.booleans(), cls_token=st.booleans())
+
 def _randomize(m):
-    "Random BatchNorm statistics and affine parameters, so eval mode is non-trivial."
+    "Random BatchNorm statistics and norm affine parameters, so eval mode is non-trivial."
     with torch.no_grad():
         for b in m.modules():
             if isinstance(b, nn.BatchNorm2d):
                 b.running_mean.uniform_(-1, 1); b.running_var.uniform_(0.5, 2); b.weight.uniform_(0.5, 1.5); b.bias.uniform_(-.5, .5)
+            if isinstance(b, nn.LayerNorm): b.weight.uniform_(0.5, 1.5); b.bias.uniform_(-.5, .5)
     return m.eval()
 
 def _random_units(m, x, data, max_frac=1.0):
@@ -81,10 +129,13 @@ def _random_units(m, x, data, max_frac=1.0):
     return units
 
 slow = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+MODELS = {'cnn': nets, 'vit': vits}  # each test draws 25 of each
 
+@pytest.mark.parametrize('kind', MODELS)
 @slow
-@given(nets, st.data())
-def test_zero_then_compact_is_exact(m, data):
+@given(data=st.data())
+def test_zero_then_compact_is_exact(kind, data):
+    m = data.draw(MODELS[kind])
     m, x = _randomize(m), torch.randn(3, 3, 8, 8)
     units = _random_units(m, x[:1], data)
     exact = {p for g in trace(m, x[:1]).groups if g.exact for p in g.producers}
@@ -94,9 +145,11 @@ def test_zero_then_compact_is_exact(m, data):
     for layer, idx in units.items():
         if layer in exact: assert removed.get(layer, 0) >= len(idx)
 
+@pytest.mark.parametrize('kind', MODELS)
 @slow
-@given(nets, st.data())
-def test_prune_keeps_shape_and_trains(m, data):
+@given(data=st.data())
+def test_prune_keeps_shape_and_trains(kind, data):
+    m = data.draw(MODELS[kind])
     x = torch.randn(3, 3, 8, 8)
     units = _random_units(m, x[:1], data, max_frac=0.5)
     n0 = sum(p.numel() for p in m.parameters())
@@ -107,11 +160,14 @@ def test_prune_keeps_shape_and_trains(m, data):
     assert sum(p.numel() for p in m.parameters()) <= n0 - (len(units) > 0)
     opt.zero_grad(); m(x).sum().backward(); opt.step()
 
+@pytest.mark.parametrize('kind', MODELS)
 @slow
-@given(nets, st.data())
-def test_grow_is_exact(m, data):
+@given(data=st.data())
+def test_grow_is_exact(kind, data):
+    m = data.draw(MODELS[kind])
     m, x = _randomize(m), torch.randn(3, 3, 8, 8)
-    counts = {g.producers[0]: data.draw(st.integers(0, 3)) for g in trace(m, x[:1]).prunable}
+    counts = {g.producers[0]: data.draw(st.integers(0, 3)) for g in trace(m, x[:1]).prunable
+              if g.exact_unused}  # units that no layer reads change nothing (unlike channels a LayerNorm normalises)
     y = m(x)
     grow_units(m, counts, x[:1])
     assert torch.allclose(m(x), y, atol=1e-5)
