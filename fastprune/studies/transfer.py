@@ -105,7 +105,7 @@ def split_classes(dls_or_path, # image folder `<path>/<split>/<class>/...` or fa
     return ClassSplit(a, [c for c in all_cls if c not in a], path)
 
 # %% ../../nbs/41_transfer.ipynb #c023
-_MONITORS = ('train_accuracy', 'train_loss')
+_MONITORS = ('valid_accuracy', 'valid_loss', 'train_accuracy', 'train_loss')
 
 def _as_pipeline(stage, i):
     tfms = list(stage) if isinstance(stage, (list, tuple)) else [stage]
@@ -119,42 +119,50 @@ def _augment(pipe, x):
     return pipe(x.as_subclass(TensorImage)).as_subclass(torch.Tensor)
 
 class ProgressiveAugmentCallback(FitHooks):
-    "Train without augmentation, then move to the next stage of batch transforms each time the training accuracy plateaus"
+    "Train without augmentation, then move to the next stage of batch transforms each time the training accuracy is high and validation stalls"
     order = 5  # before callbacks that read or mix the batch (e.g. MixUp)
     def __init__(self, stages, # list of stages: each a fastai batch `Transform` or a list of them, weakest first
-                 patience:int=1, # epochs without improvement before the next stage
-                 min_delta:float=0.01, # smallest change of the monitored value that counts as an improvement
-                 monitor:str='train_accuracy'): # 'train_accuracy' or 'train_loss'
+                 min_train_accuracy:float=0.99, # move on only once the epoch's training accuracy (0..1) reaches this
+                 patience:int=1, # epochs without improvement of `monitor` before the next stage
+                 min_delta:float=0., # smallest change of the monitored value that counts as an improvement
+                 monitor:str='valid_accuracy'): # 'valid_accuracy', 'valid_loss', 'train_accuracy' or 'train_loss'
         if monitor not in _MONITORS: raise ValueError(f"monitor={monitor!r} is not valid; valid: {list(_MONITORS)}")
         if not (isinstance(patience, int) and patience >= 1): raise ValueError(f"patience={patience!r} is not valid; valid: an int >= 1")
+        if not (isinstance(min_train_accuracy, (int, float)) and 0 <= min_train_accuracy <= 1):
+            raise ValueError(f"min_train_accuracy={min_train_accuracy!r} is not valid; valid: a number in 0..1 (a fraction, not %)")
+        if not (isinstance(min_delta, (int, float)) and min_delta >= 0): raise ValueError(f"min_delta={min_delta!r} is not valid; valid: a number >= 0")
         if not len(stages): raise ValueError("stages is empty; valid: a non-empty list of Transforms or lists of them")
         self.pipes = [Pipeline([], split_idx=0)] + [_as_pipeline(s, i) for i, s in enumerate(stages)]
-        store_attr('patience,min_delta,monitor')
+        store_attr('min_train_accuracy,patience,min_delta,monitor')
 
-    # `learn.validate()` sends before_fit/after_fit and the epoch events too, also from inside a fit: the curriculum
-    # starts with a real fit only (`FitHooks`), and counts and moves on in the training phase's events, which only
-    # `fit` sends.
-    def _fit_start(self): self.stage, self.best, self.wait, self.history = 0, math.inf, 0, []
-    def before_train(self):
-        super().before_train()
-        self.n, self.loss_sum, self.correct = 0, 0., 0
+    # `learn.validate()` sends before_fit/after_fit, before_epoch/after_epoch and the validation events too, also
+    # from inside a fit: the curriculum starts with a real fit only (`FitHooks`), and counts and moves on in a fit's
+    # own epochs only.
+    def _fit_start(self):
+        if self.monitor.startswith('valid') and not len(self.dls.valid):
+            raise ValueError(f"monitor={self.monitor!r} needs validation batches, and the DataLoaders have none; "
+                             f"valid: monitor='train_accuracy' or 'train_loss', or DataLoaders with a validation set")
+        self.stage, self.best, self.wait, self.history = 0, math.inf, 0, []
+    def before_epoch(self):  # `validate` resets `learn.epoch` to 0 (fastai's TrainEvalCallback): the epoch is kept here
+        if not self._validating: self.ep, self.sums = self.epoch, {p: [0, 0., 0] for p in ('train', 'valid')}  # items, loss sum, correct
     def before_batch(self):
         if self.training and self.stage: self.learn.xb = (_augment(self.pipes[self.stage], self.xb[0]), *self.xb[1:])
     def after_batch(self):
-        if not self.training: return
-        bs = self.yb[0].shape[0]
-        self.n += bs; self.loss_sum += float(self.loss) * bs
-        self.correct += int((self.pred.argmax(-1) == self.yb[0]).sum())
+        if self._validating or not hasattr(self, 'sums'): return
+        s, bs = self.sums['train' if self.training else 'valid'], self.yb[0].shape[0]
+        s[0] += bs; s[1] += float(self.loss) * bs; s[2] += int((self.pred.argmax(-1) == self.yb[0]).sum())
 
-    def after_train(self):
-        if not self.n: return  # no training batch ran (a cancelled epoch)
-        loss, acc = self.loss_sum / self.n, self.correct / self.n
-        self.history.append(dict(epoch=self.epoch, stage=self.stage, train_loss=loss, train_accuracy=acc))
-        value = loss if self.monitor == 'train_loss' else -acc
+    def after_epoch(self):
+        if self._validating or not self.sums['train'][0]: return  # not a fit's epoch, or no training batch ran
+        rec = dict(epoch=self.ep, stage=self.stage)
+        for p, (n, loss, correct) in self.sums.items():
+            rec.update({f'{p}_loss': loss / n if n else math.nan, f'{p}_accuracy': correct / n if n else math.nan})
+        self.history.append(rec)
+        value = rec[self.monitor] * (-1 if self.monitor.endswith('accuracy') else 1)
         if value < self.best - self.min_delta: self.best, self.wait = value, 0
         else: self.wait += 1
-        if self.wait >= self.patience and self.stage < len(self.pipes) - 1:
+        if rec['train_accuracy'] >= self.min_train_accuracy and self.wait >= self.patience and self.stage < len(self.pipes) - 1:
             self.stage, self.best, self.wait = self.stage + 1, math.inf, 0
 
     @property
-    def stage_history(self): return pd.DataFrame(self.history, columns=['epoch', 'stage', 'train_loss', 'train_accuracy'])
+    def stage_history(self): return pd.DataFrame(self.history, columns=['epoch', 'stage', 'train_loss', 'train_accuracy', 'valid_loss', 'valid_accuracy'])
