@@ -10,6 +10,7 @@ from .core.granularity import *
 from .core.criteria import *
 from .core.schedules import *
 from .sparsifier import *
+from .ranking import *
 from .budget import *
 from .callbacks.base import *
 from .callbacks.sparsify import *
