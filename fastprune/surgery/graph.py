@@ -11,6 +11,7 @@ from torch.fx.passes.shape_prop import ShapeProp
 from ..utils import eval_mode, as_tuple, check_runs
 from .groups import Group
 from .tracing import fx_trace
+from .detection import traced_part  # importing it registers the parts of torchvision detectors
 from .propagate import Propagator
 from . import op_rules  # registers the rules for functions and methods
 from .module_rules import CONVS, TCONVS  # importing it registers the rules for layers
@@ -38,6 +39,7 @@ def trace(model:nn.Module, # the model to analyse (not modified)
          ) -> ChannelGraph:
     "Trace `model` with torch.fx and shape propagation and return its channel coupling groups"
     check_runs(model, example_input)
+    model, example_input = traced_part(model, example_input)  # e.g. a detector's backbone and heads
     with eval_mode(model): gm, leaves = fx_trace(model, len(as_tuple(example_input)))
     with torch.no_grad(), eval_mode(gm):
         try: ShapeProp(gm).propagate(*as_tuple(example_input))
