@@ -40,6 +40,17 @@ def _before_load(module, sd, prefix, *args):
     resize_to(module, sd, prefix)
     if prefix + _RECORD not in sd: sd[prefix + _RECORD] = getattr(module, _RECORD).clone()
 
+def _check_init(init, criterion):
+    "`init` (None or a {parameter name: tensor} dict), refused for a criterion that keeps no starting weights."
+    if init is None: return None
+    if not (isinstance(init, dict) and all(isinstance(v, torch.Tensor) for v in init.values())):
+        raise TypeError(f"init={type(init).__name__} is not valid; valid: None or a {{parameter name: tensor}} dict, "
+                        f"e.g. snapshot_init(model)")
+    if 'init' not in criterion.needs:
+        raise ValueError(f"init=... was given, but criteria={criterion.name!r} uses no starting weights; valid: init=None, "
+                         f"or a criterion that needs 'init' (e.g. 'movement', 'large_init')")
+    return init
+
 # %% ../../nbs/30_sparsify_callback.ipynb #c008
 class SparsifyCallback(MaskedTraining):
     "Prune `learn.model` while it trains, following `schedule` up to `sparsity` or a cost `budget`."
@@ -56,7 +67,8 @@ class SparsifyCallback(MaskedTraining):
                  resolution=0.05, # recompute masks when the schedule's fraction grew by this much
                  round_to=1, # structured granularities: kept units per layer (or group) a multiple of this
                  budget:Budget|None=None, # instead of `sparsity`: prune until the compacted net costs this
-                 max_layer_sparsity=None): # cap per layer (global ranking, budgets), float or {layer: cap}; None: 0.9 for units
+                 max_layer_sparsity=None, # cap per layer (global ranking, budgets), float or {layer: cap}; None: 0.9 for units
+                 init:dict|None=None): # w₀ of criteria that need it (`movement`, `large_init`): None, the weights when the sparsifier attaches; `snapshot_init(model)`, at initialisation
         if (sparsity is None) == (budget is None):
             raise ValueError(f"sparsity={sparsity!r}, budget={budget!r}: give exactly one; valid: a sparsity target "
                              f"(float or dict) or a Budget(flops=..., params=...)")
@@ -69,6 +81,7 @@ class SparsifyCallback(MaskedTraining):
         self.round_to = check_round_to(round_to, check_granularity(granularity))
         self.max_layer_sparsity = check_caps(max_layer_sparsity)
         self.criteria = get_criterion(criteria)
+        self.init = _check_init(init, self.criteria)
         self.schedule = get_schedule(schedule or (one_shot if budget is not None else one_cycle))
         store_attr('granularity,context,layer_type,exclude,compact,resolution,budget')
         self.sparsifier, self.achieved_sparsity, self.target, self.compacted, self.cost = None, None, 0., None, None
@@ -122,8 +135,17 @@ class SparsifyCallback(MaskedTraining):
         sp = Sparsifier(self._net, self.granularity, self.context, self.criteria, self.layer_type, self.exclude,
                         example_input=x, round_to=self.round_to, attach=False, max_layer_sparsity=self.max_layer_sparsity)
         self._check(sp)                      # bad settings fail before anything on the model changes
-        self.sparsifier = sp.attach()
+        self.sparsifier = sp.attach(init=self._starting_weights(sp))
         if self.compact or self.budget is not None: self._keep_record()
+
+    def _starting_weights(self, sp):
+        "`init` for the weights `sp` scores that carry no starting weight yet (a loaded checkpoint's or an earlier run's stays)"
+        if self.init is None: return None
+        missing = [n for n in sp.scored if n not in self.init]
+        if missing: raise ValueError(f"init has no starting weight for {missing}; valid: a dict holding every pruned weight, "
+                                     f"e.g. snapshot_init(model) taken right after creating this model")
+        kept = {n for n, _ in self._net.named_buffers()}
+        return {n: self.init[n] for n in sp.scored if n + '_init' not in kept}
 
     def _check(self, sp):
         "Raise if the not yet attached `sp` cannot do what this callback asks (here: reach its target or budget)."
