@@ -13,13 +13,13 @@ from fastprogress.fastprogress import progress_bar
 from ..data import example_input_of
 from ..core.criteria import large_final, CRITERIA, get_criterion
 from ..sparsifier import Sparsifier
-from ..utils import check_sparsity, module_attr, lower_is_better
+from ..utils import check_sparsity, check_finite, check_int, module_attr, lower_is_better
 from ..surgery.graph import trace, group_of
 from ..surgery.edit import prune_units
 from ..report import compression_report, compare_reports
 
 # %% auto #0
-__all__ = ['sensitivity', 'plot_sensitivity', 'filter_norms', 'plot_filter_norms', 'prune_until']
+__all__ = ['PAPER_RETRAIN', 'sensitivity', 'plot_sensitivity', 'filter_norms', 'plot_filter_norms', 'prune_until']
 
 # %% ../../nbs/40_sensitivity.ipynb #c008
 def _validate(learn):
@@ -143,27 +143,42 @@ def plot_filter_norms(norms, # from `filter_norms`, or a model
 
 # %% ../../nbs/40_sensitivity.ipynb #c028
 _ORDERS = ('sensitivity', 'model')
+_RETRAIN_SCHEDS = ('one_cycle', 'constant')
+PAPER_RETRAIN = dict(retrain_epochs=5, retrain_sched='constant')  # Hubens et al.: 5 epochs per step at the lowest rate of the training
 
 def _worsening(metric, baseline, metric_name):
     "How much worse than `baseline` `metric` is (negative: better), for the metric called `metric_name`."
     return metric - baseline if lower_is_better(metric_name) else baseline - metric
 
+def _least_sensitive_first(s):
+    "The groups of a `sensitivity` result, least sensitive first (mean worsening over its sparsities)."
+    if not {'layer', 'sparsity', 'metric'} <= set(s.columns) or 'metric' not in s.attrs:
+        raise ValueError(f"order: a DataFrame must be a `sensitivity` result; this one has columns {list(s.columns)}")
+    pruned = s[s.sparsity > 0]
+    worsening = _worsening(pruned.metric, s.metric.iloc[0], s.attrs['metric'])  # row 0: the unpruned baseline
+    return worsening.groupby(pruned.layer, sort=False).mean().round(12).sort_values(kind='stable').index.tolist()  # ties (to rounding): model order
+
 def _group_order(learn, graph, order):
     "Producer names (one per prunable group) in pruning order."
     groups = {g.producers[0]: g for g in graph.prunable}
-    if order == 'model': return list(groups)
-    if order == 'sensitivity':
-        s = sensitivity(learn)
-        pruned = s[s.sparsity > 0]
-        worsening = _worsening(pruned.metric, s.metric.iloc[0], s.attrs['metric'])  # row 0: the unpruned baseline
-        least_first = worsening.groupby(pruned.layer, sort=False).mean().sort_values(kind='stable')
-        return [layer.split('+')[0] for layer in least_first.index]
+    if isinstance(order, pd.DataFrame) or (isinstance(order, str) and order == 'sensitivity'):
+        order = [layer.split('+')[0] for layer in _least_sensitive_first(sensitivity(learn) if isinstance(order, str) else order)]
+    elif isinstance(order, str) and order == 'model': return list(groups)
     if isinstance(order, (list, tuple)):
         names = [group_of(graph, n).producers[0] for n in order]  # ValueError for unknown layers
         bad = [n for n in order if not graph[n].prunable]
         if bad: raise ValueError(f"order: layers {bad} are not prunable; valid: {list(groups)}")
         return list(dict.fromkeys(names))
-    raise ValueError(f"order={order!r} is not valid; valid: {list(_ORDERS)} or a list of layer names")
+    raise ValueError(f"order={order!r} is not valid; valid: {list(_ORDERS)}, a list of layer names or a `sensitivity` result")
+
+def _retrain_lr(learn, retrain_sched, lr_max):
+    "The retraining's rate: `lr_max`, or for 'constant' when None the optimizer's current (last) rate; ValueError before any change."
+    if retrain_sched not in _RETRAIN_SCHEDS: raise ValueError(f"retrain_sched={retrain_sched!r} is not valid; valid: {list(_RETRAIN_SCHEDS)}")
+    if lr_max is not None: return check_finite(lr_max, 'lr_max', positive=True)
+    if retrain_sched == 'one_cycle': return None  # fit_one_cycle's default
+    if learn.opt is None: raise ValueError("retrain_sched='constant' with lr_max=None retrains at the rate of the learner's last fit, "
+                                           "but the learner has not been fit; valid: fit it first, or pass lr_max (a finite number > 0)")
+    return float(learn.opt.hypers[-1]['lr'])
 
 def _remaining_table(before, after):
     "Per conv/linear layer: parameters before and after, and the fraction remaining."
@@ -175,17 +190,18 @@ def _remaining_table(before, after):
 def prune_until(learn, # fastai `Learner` with a metric (accuracy, error_rate...); its model is pruned physically, in place
                 max_drop:float=0.01, # largest allowed worsening of the metric from the unpruned baseline (0.01 = 1 point)
                 step:float=0.1, # fraction of a group's original units removed per step
-                retrain_epochs:int=1, # `fit_one_cycle` epochs after each step (0: no retraining)
-                order='sensitivity', # 'sensitivity' (least sensitive first), 'model' or a list of layer names
-                lr_max=None, # learning rate of the retraining; fastai's default when None
+                retrain_epochs:int=1, # epochs of retraining after each step (0: no retraining); the study retrains 5
+                order='sensitivity', # 'sensitivity' (least sensitive first), 'model', a list of layer names, or a `sensitivity` result to rank by
+                lr_max=None, # retraining rate: one-cycle's peak (fastai's default when None) or the constant rate (when None: the optimizer's current rate)
+                retrain_sched:str='one_cycle', # 'one_cycle' (`fit_one_cycle`) or 'constant' (`fit` at one rate, as the study)
                 n_repeats:int=3, # latency repeats of the compression reports
                )->AttrDict:
     "Prune filters by l1-norm one coupling group at a time, retraining after each step, within a validation-metric budget"
     if not len(learn.metrics): raise ValueError("prune_until needs a metric to budget (e.g. metrics=accuracy); the learner has none")
     if not 0 <= max_drop < 1: raise ValueError(f"max_drop={max_drop!r} is not valid; valid: a float in [0, 1)")
     if not 0 < step < 1: raise ValueError(f"step={step!r} is not valid; valid: a float in (0, 1)")
-    if not (isinstance(retrain_epochs, int) and retrain_epochs >= 0):
-        raise ValueError(f"retrain_epochs={retrain_epochs!r} is not valid; valid: an int >= 0")
+    retrain_epochs = check_int(retrain_epochs, 'retrain_epochs', minimum=0)
+    lr = _retrain_lr(learn, retrain_sched, lr_max)
     xb = example_input_of(learn)
     names = _group_order(learn, trace(learn.model, xb), order)
     before = compression_report(learn.model, xb, n_repeats=n_repeats)
@@ -198,7 +214,9 @@ def prune_until(learn, # fastai `Learner` with a metric (accuracy, error_rate...
             saved = copy.deepcopy((learn.model, learn.opt))
             prune_units(learn.model, {name: _unit_l1(learn.model, g).argsort()[:k]}, xb, opt=learn.opt)
             if retrain_epochs:
-                with learn.no_bar(), learn.no_logging(): learn.fit_one_cycle(retrain_epochs, lr_max)
+                with learn.no_bar(), learn.no_logging():
+                    if retrain_sched == 'constant': learn.fit(retrain_epochs, lr)
+                    else: learn.fit_one_cycle(retrain_epochs, lr)
             metric = _validate(learn)[1]
             ok = _worsening(metric, baseline, learn.metrics[0].name) <= max_drop
             history.append(dict(layer='+'.join(g.producers), units=g.size - k, metric=metric, kept=ok))
@@ -207,6 +225,6 @@ def prune_until(learn, # fastai `Learner` with a metric (accuracy, error_rate...
                 break
             g = group_of(trace(learn.model, xb), name)
     after = compression_report(learn.model, xb, n_repeats=n_repeats)
-    return AttrDict(table=_remaining_table(before, after), before=before, after=after,
+    return AttrDict(table=_remaining_table(before, after), before=before, after=after, lr=lr,
                     comparison=compare_reports(before, after), history=pd.DataFrame(history, columns=['layer', 'units', 'metric', 'kept']),
                     baseline=baseline, final=_validate(learn)[1])
