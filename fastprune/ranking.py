@@ -9,7 +9,7 @@ __all__ = ['check_caps', 'check_normalize', 'Ranking']
 import math
 import torch
 from .utils import check_sparsity
-from .blocks import choose
+from .blocks import choose, HeadUnits
 
 # %% ../nbs/22b_ranking.ipynb #c005
 _NORMALIZERS = ('mean', None)  # global ranking: scores divided by their set's mean, or raw
@@ -39,12 +39,17 @@ class Ranking:
     through `Sparsifier`, which gives it `blocks`, `removed` (units compaction took away, per set), `reference_sizes`,
     `round_to`, `max_layer_sparsity`, `normalize`, `granularity`, `notes` and `refresh()`, and writes the masks."""
     def check_targets(self, sparsity):
-        "[(block set, sparsity)] for a float or a {layer name: sparsity} dict, validated (an N:M pattern prunes at most (M − N)/M)."
+        """[(block set, sparsity)] for a float or a {layer name: sparsity} dict, validated (an N:M pattern prunes at most
+        (M − N)/M; in the local context, a target that would prune every head of an attention layer is refused)."""
         targets = self._parsed_targets(sparsity)
         for b, s in targets:
             if s > b.share + 1e-9:
                 raise ValueError(f"sparsity {s!r} for {b.name!r} is more than granularity {self.granularity!r} can prune; "
                                  f"valid: a float in [0, {b.share:g}]")
+            n = self._n_reference(b)
+            if isinstance(b, HeadUnits) and self.context == 'local' and round(s * n) >= n:
+                raise ValueError(f"sparsity {s!r} would prune all {n} heads of attention layer {b.name!r}, which must keep "
+                                 f"one; valid: a sparsity below {(n - .5) / n:.3g} for it, or exclude=[{b.name!r}]")
         return targets
 
     def _parsed_targets(self, sparsity):

@@ -10,12 +10,12 @@ import math, weakref
 import torch
 from torch import nn
 import pandas as pd
-from .core.granularity import nm_pattern
+from .core.granularity import HEAD, nm_pattern
 from .core.criteria import large_final, get_criterion
 from .utils import check_sparsity, from_rank0, module_attr
 from .surgery.graph import trace
 from .blocks import (owner_of, mask_of, LayerBlocks, NMBlocks, choose, unit_granularities, select_layers,
-                              GROUP_KINDS, group_block_sets)
+                              GROUP_KINDS, group_block_sets, select_heads, head_block_sets)
 from .ranking import Ranking, check_caps, check_normalize
 
 # %% ../nbs/23_sparsifier.ipynb #c011
@@ -69,12 +69,12 @@ class Sparsifier(Ranking):
     """Compute, apply and report pruning masks of `model`'s `layer_type` layers (how many blocks each set loses,
     and which, comes from `Ranking`)."""
     def __init__(self, model:nn.Module,
-                 granularity:str='weight', # a name in `GRANULARITIES`, e.g. 'weight', 'kernel', 'filter', 'channel'
+                 granularity:str='weight', # a name in `GRANULARITIES`, e.g. 'weight', 'kernel', 'filter', 'channel', or 'head' or 'N:M'
                  context:str='local', # 'local': rank within each layer; 'global': rank all selected layers together
                  criteria=large_final, # a `Criterion` or a name in `CRITERIA`
-                 layer_type=(nn.Conv2d, nn.Linear), # layer class(es) to prune
-                 exclude=None, # layer (or parent module) names kept dense; None: first and last for structured
-                 example_input=None, # an input batch: `filter`/`row` blocks follow the surgery engine's groups
+                 layer_type=(nn.Conv2d, nn.Linear), # layer class(es) to prune (`'head'`: the attention layers the tracer finds)
+                 exclude=None, # layer (or parent module) names kept dense; None: first and last for structured, none for heads
+                 example_input=None, # an input batch: `filter`/`row` blocks follow the surgery engine's groups; needed for 'head'
                  round_to:int=1, # structured granularities: kept units per layer (or group) a multiple of this
                  attach:bool=True, # False: only choose the blocks (`layers`, `notes`...); call `attach()` before use
                  max_layer_sparsity=None, # global ranking: a cap per layer, float or {layer: cap}; None: 0.9 for units, else 1
@@ -85,19 +85,34 @@ class Sparsifier(Ranking):
         self.criterion = get_criterion(criteria)
         self.round_to = check_round_to(round_to, granularity)
         self.model, self.granularity, self.context = model, granularity, context
-        cands, self.dims, self._unit_dims, excluded = select_layers(model, layer_type, granularity, exclude)
+        self._example_input, self._cache, self._attached, self._shapes = example_input, {}, [], {}
+        graph = self._trace() if granularity == HEAD else None
+        if graph is not None: (cands, self._weights, excluded), self.dims = select_heads(model, graph, exclude), {}
+        else:
+            cands, self.dims, self._unit_dims, excluded = select_layers(model, layer_type, granularity, exclude)
+            self._weights = {n: [f'{n}.weight'] for n in cands}  # per candidate, the weights it reports
         self.candidates = list(cands)
         self.layers = [n for n in cands if n not in excluded]
-        self._example_input, self._cache, self._attached, self._shapes = example_input, {}, [], {}
-        self._build_blocks()
+        self._build_blocks(graph)
         self.reference_sizes = {b.layers[0]: b.block_size(self) for b in self.blocks}  # weights per block before compaction
         if not self.blocks: raise ValueError(f"No prunable layer among {self.candidates}: {self.notes}")
         self._caps(self.max_layer_sparsity)  # names checked before the model is touched
         if attach: self.attach()
 
-    def _build_blocks(self):
-        "Block sets of the selected layers at the model's current widths: coupling groups (structured, with `example_input`) or each layer's own."
+    def _trace(self):
+        "The traced model; for `'head'`, which finds the heads in it, an example input is a must."
+        if self._example_input is None:
+            raise ValueError(f"granularity {HEAD!r} finds the attention heads by tracing the model: pass example_input=<an "
+                             f"input batch> (SparsifyCallback passes one); valid without it: {unit_granularities()[:-1]}")
+        return trace(self.model, self._example_input)
+
+    def _build_blocks(self, graph=None):
+        """Block sets of the selected layers at the model's current widths: attention heads (`'head'`), coupling groups
+        (structured, with `example_input`) or each layer's own; `graph`: the model traced at these widths, if at hand."""
         self.notes = {n: 'excluded' for n in self.candidates if n not in self.layers}
+        if self.granularity == HEAD:
+            self.blocks, notes = head_block_sets(self.model, graph or self._trace(), self.layers)
+            return self.notes.update(notes)
         unit_dims = {self._unit_dims[n] for n in self.layers}
         if self._example_input is not None and unit_dims in ({0}, {1}):
             graph = trace(self.model, self._example_input)  # `filter`/`row`/`channel` units: those of the coupling groups
@@ -112,7 +127,7 @@ class Sparsifier(Ranking):
         return {p: mask_of(self.model, p) for b in self.blocks for p in b.mask_params}
 
     @property
-    def scored(self): return [f'{n}.weight' for b in self.blocks for n in b.layers]
+    def scored(self): return [w for b in self.blocks for w in b.weights]
 
     def __repr__(self):
         return (f"Sparsifier({self.granularity!r}, {self.context!r}, {self.criterion.name!r}, "
@@ -188,10 +203,10 @@ class Sparsifier(Ranking):
         self._reset_grads()
         return self
 
-    def block_scores(self, layer, dims):
-        "Criterion scores of `layer`'s weight blocks; ValueError, before any mask changes, when they cannot rank them."
-        mod = owner_of(self.model, f'{layer}.weight')[0]
-        w, w0, g = mod.weight.detach(), getattr(mod, 'weight_init', None), getattr(mod, 'weight_grad_acc', None)
+    def block_scores(self, layer, dims, attr='weight'):
+        "Criterion scores of the blocks of `layer`'s weight (or parameter `attr`); ValueError, before any mask changes, when they cannot rank them."
+        mod = self.model.get_submodule(layer)
+        w, w0, g = getattr(mod, attr).detach(), getattr(mod, f'{attr}_init', None), getattr(mod, f'{attr}_grad_acc', None)
         if 'grad' in self.criterion.needs and not self.has_grads():
             raise ValueError(f"Criterion {self.criterion.name!r} needs gradients: call accumulate_grads() after "
                              f"backward passes before sparsify()")
@@ -281,8 +296,8 @@ class Sparsifier(Ranking):
 
     def _n_masked(self, layer):
         "Masked weights of `layer` (0 for a layer without a mask: excluded, or in a skipped group)."
-        mask = getattr(owner_of(self.model, f'{layer}.weight')[0], 'weight_mask', None)
-        return 0 if mask is None or f'{layer}.weight' not in self.scored else int((~mask).sum())
+        scored = set(self.scored)
+        return sum(int((~mask_of(self.model, p)).sum()) for p in self._weights[layer] if p in scored)
 
     @property
     def achieved_sparsity(self):
@@ -295,12 +310,12 @@ class Sparsifier(Ranking):
         "Per-layer table and a total over the pruned layers; `zeros` counts masked weights (zero weights for excluded layers)."
         rows = []
         for n in self.candidates:
-            w = module_attr(self.model, f'{n}.weight')
-            mod = owner_of(self.model, f'{n}.weight')[0]
-            zeros = self._n_masked(n) if n in self.layers else int((w == 0).sum())
-            rows.append(dict(layer=n, type=type(mod).__name__, shape=tuple(w.shape), weights=w.numel(), zeros=zeros,
-                             sparsity=round(100 * zeros / w.numel(), 2), note=self.notes.get(n, '')))
-        sel = [r for r in rows if f"{r['layer']}.weight" in self.scored]
+            ws = [module_attr(self.model, p) for p in self._weights[n]]  # an attention layer's: q/k/v and output projection
+            zeros = self._n_masked(n) if n in self.layers else sum(int((w == 0).sum()) for w in ws)
+            numel, shape = sum(w.numel() for w in ws), tuple(ws[0].shape) if len(ws) == 1 else tuple(tuple(w.shape) for w in ws)
+            rows.append(dict(layer=n, type=type(self.model.get_submodule(n)).__name__, shape=shape, weights=numel,
+                             zeros=zeros, sparsity=round(100 * zeros / numel, 2), note=self.notes.get(n, '')))
+        sel = [r for r in rows if set(self._weights[r['layer']]) <= set(self.scored)]
         tw, tz = sum(r['weights'] for r in sel), sum(r['zeros'] for r in sel)
         rows.append(dict(layer='total (pruned layers)', type='', shape='', weights=tw, zeros=tz,
                          sparsity=round(100 * tz / tw, 2), note=f'{self.granularity}, {self.context}, {self.criterion.name}'))
