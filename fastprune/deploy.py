@@ -4,7 +4,7 @@
 
 # %% ../nbs/50_deploy.ipynb #c003
 from __future__ import annotations
-import copy, itertools, logging, re, shutil, tempfile, time, warnings
+import copy, itertools, logging, math, re, shutil, tempfile, time, warnings
 from pathlib import Path
 from typing import NamedTuple
 import numpy as np
@@ -14,6 +14,7 @@ from torch import nn
 from .utils import check_int, check_ints, check_finite, check_path, check_runs, eval_mode  # the argument checkers of the package
 from .measure import top1_accuracy, batch_of, device_of  # one definition each, shared with the report
 from .surgery.graph import trace
+from .surgery.groups import Group
 from .surgery.module_rules import CONVS as _CONVS
 
 # %% auto #0
@@ -37,14 +38,18 @@ def _leaves(out)->list:
 
 # %% ../nbs/50_deploy.ipynb #c009
 def _l1_units(model:nn.Module, example_input:torch.Tensor, fraction:float=0.5, multiple_of:int=1)->dict:
-    "{layer: unit indices}: `fraction` of each prunable group, lowest L1 first; kept units a multiple of `multiple_of`"
+    """{layer: unit indices}: `fraction` of each prunable group, lowest L1 first (over the weights its producers hold:
+    a conv's filters, a head's q/k/v rows); kept channels a multiple of `multiple_of` (a unit of `w` channels counts `w`)"""
     params = dict(model.named_parameters())
     units = {}
     for g in trace(model, example_input).prunable:
-        weights = [params[n].detach().abs().movedim(d, 0).flatten(1) for n, d in g.source_params
-                   if n.endswith('.weight') and n.rpartition('.')[0] in g.producers and params[n].shape[d] == g.size]
-        keep = min(g.size, -(-(g.size - int(g.size * fraction)) // multiple_of) * multiple_of)
-        if weights and keep < g.size: units[g.producers[0]] = sum(w.sum(1) for w in weights).argsort()[:g.size - keep].tolist()
+        recs = [r for r in g.slices('source') if r.name in params and params[r.name].ndim > 1
+                and any(r.name.startswith(p + '.') for p in g.producers)]
+        if not recs: continue
+        step = multiple_of // math.gcd(multiple_of, *(r.inner for r in recs))  # units per `multiple_of` channels
+        keep = min(g.size, -(-(g.size - int(g.size * fraction)) // step) * step)
+        score = sum(Group.unit_rows(params[r.name].detach().abs(), r).sum(1) for r in recs)
+        if keep < g.size: units[g.producers[0]] = score.argsort()[:g.size - keep].tolist()
     return units
 
 # %% ../nbs/50_deploy.ipynb #c014
@@ -125,7 +130,9 @@ def export_onnx(model_or_learn, # `nn.Module` or fastai `Learner`
 
 # %% ../nbs/50_deploy.ipynb #c028
 def _conv_bn_pairs(model:nn.Module)->list:
-    "(conv_name, bn_name) pairs where the BatchNorm's only input is the conv's output and the conv has no other user"
+    """(conv_name, bn_name) pairs where the BatchNorm's only input is the conv's output and the conv has no other user;
+    none, without tracing, in a model without BatchNorm (e.g. a transformer whose attention fx cannot trace)"""
+    if not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()): return []
     try: graph = torch.fx.symbolic_trace(model).graph
     except Exception as e: raise ValueError(f"fold_bn: the model cannot be traced by torch.fx ({type(e).__name__}: {e})") from e
     mods = dict(model.named_modules())

@@ -112,7 +112,8 @@ def _additive_mask(attn_mask, key_padding_mask, is_causal, B, H, L, S, dtype):
 class PrunedMultiheadAttention(nn.MultiheadAttention):
     """An `nn.MultiheadAttention` whose heads span fewer channels than `embed_dim` (heads were removed, or the
     embedding was pruned), which torch's own forward refuses: same parameters, same results, for any `num_heads` and
-    widths. Surgery gives a layer this class when it needs it (`resized_class`)."""
+    widths. Surgery gives a layer this class when it needs it (`resized_class`). Without `need_weights` it attends
+    with `F.scaled_dot_product_attention` (fused, as torch's own inference path), else step by step to return the weights."""
     def forward(self, query, key, value, key_padding_mask=None, need_weights=True, attn_mask=None,
                 average_attn_weights=True, is_causal=False):
         batched = query.dim() == 3
@@ -122,10 +123,14 @@ class PrunedMultiheadAttention(nn.MultiheadAttention):
         bias = self.in_proj_bias.chunk(3) if self.in_proj_bias is not None else (None,) * 3
         q, k, v = (F.linear(t, w, b).reshape(t.shape[0], B, H, -1).permute(1, 2, 0, 3)  # (B, H, L or S, head width)
                    for t, w, b in zip((query, key, value), self.in_proj_weight.chunk(3), bias))
-        attn = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])
-        mask = _additive_mask(attn_mask, key_padding_mask, is_causal, B, H, L, S, attn.dtype)
-        attn = F.dropout((attn if mask is None else attn + mask).softmax(-1), self.dropout, self.training)
-        out = self.out_proj((attn @ v).permute(2, 0, 1, 3).reshape(L, B, -1))
+        mask = _additive_mask(attn_mask, key_padding_mask, is_causal, B, H, L, S, q.dtype)
+        p = self.dropout if self.training else 0.
+        if need_weights:
+            attn = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])
+            attn = F.dropout((attn if mask is None else attn + mask).softmax(-1), p)
+            heads = attn @ v
+        else: heads, attn = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p), None
+        out = self.out_proj(heads.permute(2, 0, 1, 3).reshape(L, B, -1))
         if not batched: out, attn = out.squeeze(1), attn.squeeze(0)
         elif self.batch_first: out = out.transpose(0, 1)
         return out, ((attn.mean(-3) if average_attn_weights else attn) if need_weights else None)
