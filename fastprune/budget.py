@@ -10,7 +10,7 @@ import torch
 from torch import nn
 from .core.granularity import GRANULARITIES
 from .report import count_flops
-from .utils import eval_mode
+from .utils import eval_mode, module_attr
 
 # %% auto #0
 __all__ = ['Budget', 'count_cost', 'CostModel', 'check_budget', 'prune_to_budget']
@@ -41,18 +41,26 @@ class Budget:
 
     def __repr__(self): return f"Budget({', '.join(f'{k}={v:g}' for k, v in self.limits.items())})"
 
+def _counted(model, x):
+    """`count_flops` of `model` in eval mode on `x`, with autograd on: under `no_grad` an `nn.MultiheadAttention` takes
+    torch's fused inference path, whose FLOPs torch's counter does not see (a ViT's attention would cost nothing)."""
+    with eval_mode(model), torch.enable_grad(): return count_flops(model, x)
+
 def count_cost(model:nn.Module, example_input:torch.Tensor)->dict:
     "`{'flops': ..., 'params': ...}` of `model`: torch's FLOP counter on one sample of `example_input`, all parameters."
-    with eval_mode(model), torch.no_grad(): flops = count_flops(model, example_input[:1])[0]
-    return dict(flops=flops, params=sum(p.numel() for p in model.parameters()))
+    return dict(flops=_counted(model, example_input[:1])[0], params=sum(p.numel() for p in model.parameters()))
 
 # %% ../nbs/24_budget.ipynb #c013
-_WEIGHTED = (nn.modules.conv._ConvNd, nn.Linear)  # layers whose FLOPs are proportional to their weight's size
+# layers whose FLOPs are proportional to the size of one weight: convs and linears, and `nn.MultiheadAttention`,
+# all of whose FLOPs (q/k/v and output projections, attention) scale with its heads as its q/k/v weight does
+_WEIGHTED = {nn.modules.conv._ConvNd: 'weight', nn.Linear: 'weight', nn.MultiheadAttention: 'in_proj_weight'}
 
 class CostModel:
     """The FLOPs and parameters `sparsifier.model` would have once the first `counts[i]` units of each of its block
     sets were removed, computed from the group records without touching the model. A conv's or linear layer's FLOPs
-    are its weight's size times the positions it is applied at, so they shrink with the weight; other FLOPs stay."""
+    are its weight's size times the positions it is applied at, so they shrink with the weight; an
+    `nn.MultiheadAttention`'s shrink with its q/k/v weight (as its heads go); other FLOPs stay (those of timm's
+    `Attention` between its `qkv` and `proj` layers too: a budget then counts removed heads a little short)."""
     def __init__(self, sparsifier, # a `Sparsifier` over coupling groups (a whole-unit granularity with `example_input`)
                  example_input:torch.Tensor): # a batch the model runs on
         blocks = sparsifier.blocks
@@ -61,11 +69,12 @@ class CostModel:
                              f"{sparsifier.granularity!r} with an example input; valid granularities: "
                              f"{sorted(g for g in GRANULARITIES if g in ('filter', 'row'))}")
         self.sparsifier, model = sparsifier, sparsifier.model
-        with eval_mode(model), torch.no_grad(): total, per_module = count_flops(model, example_input[:1])
-        mods = dict(model.named_modules())
-        self.per_weight = {f'{n}.weight': f / mods[n].weight.numel() for n, f in per_module.items()
-                           if isinstance(mods.get(n), _WEIGHTED)}
-        self.fixed_flops = total - sum(per_module[n[:-len('.weight')]] for n in self.per_weight)
+        total, per_module = _counted(model, example_input[:1])
+        weighted = {n: f'{n}.{a}' for n, m in model.named_modules() for t, a in _WEIGHTED.items()
+                    if isinstance(m, t) and n in per_module and getattr(m, a, None) is not None}
+        own = {n: per_module[n] - sum(per_module[c] for c in weighted if c.startswith(n + '.')) for n in weighted}  # less nested layers'
+        self.per_weight = {w: own[n] / module_attr(model, w).numel() for n, w in weighted.items()}
+        self.fixed_flops = total - sum(own.values())
         self.shapes = {n: p.shape for n, p in model.named_parameters()}
 
     def __call__(self, counts)->dict:
