@@ -50,6 +50,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                   'fastprune.budget.CostModel.__call__': ('budget.html#costmodel.__call__', 'fastprune/budget.py'),
                                   'fastprune.budget.CostModel.__init__': ('budget.html#costmodel.__init__', 'fastprune/budget.py'),
                                   'fastprune.budget._check_fraction': ('budget.html#_check_fraction', 'fastprune/budget.py'),
+                                  'fastprune.budget._counted': ('budget.html#_counted', 'fastprune/budget.py'),
                                   'fastprune.budget._fits': ('budget.html#_fits', 'fastprune/budget.py'),
                                   'fastprune.budget._least': ('budget.html#_least', 'fastprune/budget.py'),
                                   'fastprune.budget._pct': ('budget.html#_pct', 'fastprune/budget.py'),
