@@ -57,11 +57,11 @@ class SparsifyCallback(MaskedTraining):
     order, run_valid = 8, False  # before MixedPrecision (10) and GradientClip (11); before Recorder (50) for the column
 
     def __init__(self, sparsity=None, # target: a float in [0, 1), or {layer name: sparsity}; or give `budget`
-                 granularity='weight', # a name in `GRANULARITIES`, or 'N:M' (e.g. '2:4')
+                 granularity='weight', # a name in `GRANULARITIES`, 'head' (attention heads), or 'N:M' (e.g. '2:4')
                  context='local', # 'local' (each layer the same share) or 'global' (one ranking over all layers)
                  criteria=large_final, # a `Criterion` or a name in `CRITERIA`
                  schedule=None, # a `Schedule`, a factory or its name, or `f(pct) -> fraction`; None: one_cycle, one_shot with a budget
-                 layer_type=(nn.Conv2d, nn.Linear), # layer class(es) to prune
+                 layer_type=(nn.Conv2d, nn.Linear), # layer class(es) to prune ('head': the attention layers the tracer finds)
                  exclude=None, # layer names kept dense; None: first and last layer for structured granularities
                  compact=False, # remove pruned units physically at every mask update (and after the last epoch)
                  resolution=0.05, # recompute masks when the schedule's fraction grew by this much
