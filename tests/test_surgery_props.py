@@ -194,3 +194,25 @@ def test_timm_exact(name):
     with warnings.catch_warnings():
         warnings.simplefilter('ignore')
         _zero_compact_exact(timm.create_model(name, pretrained=False), torch.randn(2, 3, 64, 64))
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(vits, st.floats(0, 0.7), st.sampled_from(['local', 'global']))
+def test_head_masks_compact_exactly(m, sparsity, context):
+    "Granularity 'head': masked heads are removed by compact without changing the output, and num_heads follows."
+    from fastprune.sparsifier import Sparsifier
+    m, x = _randomize(m), torch.randn(3, 3, 8, 8)
+    try: sp = Sparsifier(m, 'head', context, example_input=x[:1])
+    except ValueError as e: return assert_no_heads(e)
+    if context == 'local' and any(round(sparsity * b.n_blocks(sp)) >= b.n_blocks(sp) for b in sp.blocks): return
+    sp.sparsify(sparsity); sp.apply_masks()
+    pruned = {b.name: int(b.pruned(sp).sum()) for b in sp.blocks}
+    heads = {b.name: m.get_submodule(b.name).num_heads for b in sp.blocks}
+    with torch.no_grad(): y = m(x)
+    removed = compact(m, x[:1], param_state=[sp.detach()[0]])
+    with torch.no_grad(): assert torch.allclose(m(x), y, atol=1e-5)
+    for n, k in pruned.items():
+        assert removed.get(n, 0) == k and m.get_submodule(n).num_heads == heads[n] - k
+
+def assert_no_heads(e):
+    "Sparsifier refused: only when no block set was left (every attention layer's heads unprunable, e.g. one head)."
+    assert 'No prunable layer' in str(e), e
