@@ -11,6 +11,9 @@ PyTorch eager in the channels-last memory format (`torch_channels_last`) and onn
 (`onnxruntime`); `--backends` picks others (`torch` = NCHW). The process keeps the memory it frees
 (`steady_allocator` from bench/deploy.py, which says why; `--default-malloc` turns it off).
 The CIFAR ResNet-56 uses the pretrained weights in `../shared/data/weights` (`--weights`), the others random weights.
+Beyond the CNNs: torchvision's ViT-B/16 (at `--vit-size`; its prunable groups are the 12 blocks' attention heads and
+MLP hidden units, so half of each block's heads and MLP units go; a head is 64 channels, so rounding keeps whole
+heads) and a segmentation net, LR-ASPP MobileNetV3-Large (at `--seg-size`).
 Also times `trace` + `prune_units` on ResNet-50 at 224x224 (after one warm-up call, which pays one-time imports).
 
 Why these defaults: FLOPs count convs and matmuls only, whose cost shrinks with in x out channels (4x at 50%), while
@@ -20,7 +23,7 @@ eager runs it as a separate pass over memory, which is what keeps MobileNetV2's 
 FLOPs). CPU convolution kernels (oneDNN, onnxruntime's NCHWc) block channels by 8 or 16 on AVX-512, so a layer with
 12 or 24 channels pays for 16 or 32: rounding the kept counts avoids paying for padding.
 
-Usage: OMP_NUM_THREADS=1 python bench/speedup.py [--repeats 11] [--size 64] [--only vgg16_bn ...]
+Usage: OMP_NUM_THREADS=1 python bench/speedup.py [--repeats 11] [--size 64] [--vit-size 64] [--seg-size 128] [--only vgg16_bn ...]
        [--multiple-of 16] [--no-fold-bn] [--backends torch_channels_last onnxruntime] [--default-malloc]
 """
 import argparse, statistics, sys, time, warnings
@@ -35,7 +38,7 @@ from deploy import dense_and_pruned, steady_allocator  # bench/deploy.py: the sa
 TARGET = 0.9
 WEIGHTS = Path(__file__).resolve().parents[1].parent/'shared/data/weights/resnet56-4bfd9763.th'
 
-def _nets(size, weights):
+def _nets(size, weights, vit_size, seg_size):
     "name -> (factory, input size)."
     import torchvision
     from fastprune.models import vgg_bn, resnet56
@@ -43,6 +46,9 @@ def _nets(size, weights):
     nets = {'vgg16_bn (CIFAR)': (lambda: vgg_bn(widths=((64, 64), (128, 128), (256, 256, 256), (512, 512, 512), (512, 512, 512)), fc=512), 32),
             'resnet56 (CIFAR)': (lambda: resnet56(weights), 32)}
     for n in ('resnet18', 'resnet50', 'mobilenet_v2'): nets[n] = (lambda n=n: torchvision.models.get_model(n, weights=None), size)
+    nets['vit_b_16'] = (lambda: torchvision.models.vit_b_16(weights=None, image_size=vit_size), vit_size)
+    nets['lraspp_mobilenet_v3_large'] = (lambda: torchvision.models.get_model('lraspp_mobilenet_v3_large', weights=None,
+                                                                              weights_backbone=None), seg_size)
     return nets
 
 def surgery_time(repeats=3):
@@ -60,6 +66,8 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('--repeats', type=int, default=11)
     p.add_argument('--size', type=int, default=64, help='input size for the ImageNet models')
+    p.add_argument('--vit-size', type=int, default=64, help='input size for ViT-B/16 (a multiple of 16)')
+    p.add_argument('--seg-size', type=int, default=128, help='input size for the segmentation net')
     p.add_argument('--batches', type=int, nargs='*', default=[1, 64])
     p.add_argument('--only', nargs='*')
     p.add_argument('--fraction', type=float, default=0.5, help='fraction of the units of every prunable group removed')
@@ -84,13 +92,13 @@ def main():
             + (f", kept units rounded up to a multiple of {a.multiple_of}" if a.multiple_of > 1 else ""))
     print(f"pruned: {done}; both nets: {'BN folded into the convs' if a.fold_bn else 'BN kept (not folded)'}, eval; "
           f"{torch.get_num_threads()} thread; median process CPU time of {a.repeats} interleaved runs")
-    print(f"{'net':18s} {'backend':20s} {'params':>7s} {'FLOPs x':>8s} " + ' '.join(f"{'bs'+str(b)+' x':>8s} {'share':>6s}" for b in a.batches))
+    print(f"{'net':26s} {'backend':20s} {'params':>7s} {'FLOPs x':>8s} " + ' '.join(f"{'bs'+str(b)+' x':>8s} {'share':>6s}" for b in a.batches))
     shares = {}
-    for name, (make, s) in _nets(a.size, a.weights).items():
+    for name, (make, s) in _nets(a.size, a.weights, a.vit_size, a.seg_size).items():
         if a.only and name.split()[0] not in a.only: continue
-        x = torch.randn(1, 3, s, s)
-        dense, pruned = dense_and_pruned(make(), x, a.fraction, a.multiple_of, a.fold_bn)
-        fr = count_flops(dense, x)[0] / count_flops(pruned, x)[0]
+        x = torch.randn(2, 3, s, s)  # batch 2: torch.export specializes a batch of 1 (ViT's ONNX file then takes only 1)
+        dense, pruned = dense_and_pruned(make(), x, a.fraction, a.multiple_of, a.fold_bn, finetune=lambda m: m)
+        fr = count_flops(dense, x[:1])[0] / count_flops(pruned, x[:1])[0]
         pr = sum(q.numel() for q in dense.parameters()) / sum(q.numel() for q in pruned.parameters())
         df = benchmark_inference({'dense': dense, 'pruned': pruned}, x, backends=tuple(a.backends),
                                  batch_sizes=tuple(a.batches), n_repeats=a.repeats, timer='process')
@@ -102,7 +110,7 @@ def main():
                 speedup = t.loc[(backend, b), 'dense'] / t.loc[(backend, b), 'pruned']
                 cols.append(f"{speedup:8.2f} {speedup / fr:6.0%}")
                 shares[(name, backend, b)] = speedup / fr
-            print(f"{name:18s} {backend:20s} {pr:6.2f}x {fr:7.2f}x " + ' '.join(cols), flush=True)
+            print(f"{name:26s} {backend:20s} {pr:6.2f}x {fr:7.2f}x " + ' '.join(cols), flush=True)
     print("x = dense / pruned (median CPU time); share = speed-up / FLOPs ratio (FLOPs of the nets timed, after rounding)")
     if 64 in a.batches:
         print(f"batch 64, target share >= {TARGET:.0%}:")
