@@ -81,8 +81,10 @@ class ClusterPruneCallback(SparsifyCallback):
                  encode_kw:dict=None, # arguments of `encode_signatures` (size, stats, bs)
                  compact:bool=True, # after the last epoch, physically remove the pruned filters
                  resolution:float=0.05, # re-cluster a layer when its schedule fraction grew by this much
-                 seed:int=0): # seeds rendering and K-Means (an int >= 0)
-        super().__init__(check_sparsity(sparsity), 'filter', 'local', criteria, schedule, nn.Conv2d, None, compact, resolution)
+                 seed:int=0, # seeds rendering and K-Means (an int >= 0)
+                 init:dict|None=None): # w₀ of `movement`: None, the weights when the sparsifier attaches; `snapshot_init(model)`, at initialisation
+        super().__init__(check_sparsity(sparsity), 'filter', 'local', criteria, schedule, nn.Conv2d, None, compact, resolution,
+                         init=init)
         self.layers, self.seed = _check_layers(layers), check_int(seed, 'seed', minimum=0)
         for what, kw in dict(render_kw=render_kw, encode_kw=encode_kw).items(): _check_kw_values(kw, what)
         self.encoder, self.render_kw, self.encode_kw = cluster_settings(encoder, render_kw, encode_kw)  # fail before training
