@@ -150,7 +150,7 @@ class ProgressiveAugmentCallback(FitHooks):
     def after_batch(self):
         if self._validating or not hasattr(self, 'sums'): return
         s, bs = self.sums['train' if self.training else 'valid'], self.yb[0].shape[0]
-        s[0] += bs; s[1] += float(self.loss) * bs; s[2] += int((self.pred.argmax(-1) == self.yb[0]).sum())
+        s[0] += bs; s[1] += float(self.loss.detach()) * bs; s[2] += int((self.pred.argmax(-1) == self.yb[0]).sum())
 
     def after_epoch(self):
         if self._validating or not self.sums['train'][0]: return  # not a fit's epoch, or no training batch ran
