@@ -21,4 +21,6 @@ from .studies.transfer import *
 from .cluster import *
 from .callbacks.cluster import *
 from .callbacks.distill import *
+from .onnx_export import *
+from .latency import *
 from .deploy import *

@@ -4,37 +4,20 @@
 
 # %% ../nbs/50_deploy.ipynb #c003
 from __future__ import annotations
-import copy, itertools, logging, math, re, shutil, tempfile, time, warnings
-from pathlib import Path
-from typing import NamedTuple
-import numpy as np
-import pandas as pd
+import copy, math, warnings
 import torch
 from torch import nn
-from .utils import check_int, check_ints, check_finite, check_path, check_runs, eval_mode  # the argument checkers of the package
-from .measure import top1_accuracy, batch_of, device_of  # one definition each, shared with the report
+from .utils import eval_mode
+from .measure import model_of, top1_accuracy, device_of  # one definition each, shared with the report
 from .surgery.graph import trace
 from .surgery.groups import Group
 from .surgery.module_rules import CONVS as _CONVS
+# the deployment API in one place: the ONNX files and the latency benchmark live below, in their own modules
+from .onnx_export import OnnxExport, export_onnx, Int8Export, quantize_static
+from .latency import check_backends, benchmark_inference, plot_benchmark, backend_rows
 
 # %% auto #0
-__all__ = ['OnnxExport', 'export_onnx', 'fold_bn', 'quantize_linear_dynamic', 'accuracy_change', 'Int8Export', 'quantize_static',
-           'check_backends', 'benchmark_inference', 'plot_benchmark', 'backend_rows', 'is_2_4', 'to_semi_structured']
-
-# %% ../nbs/50_deploy.ipynb #c006
-def _model_of(model_or_learn)->nn.Module:
-    "The `nn.Module` of a model or of a fastai `Learner`."
-    model = model_or_learn if isinstance(model_or_learn, nn.Module) else getattr(model_or_learn, 'model', None)
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"expected an nn.Module or a fastai Learner, got {type(model_or_learn).__name__}")
-    return model
-
-
-def _leaves(out)->list:
-    "Tensors of a (possibly nested tuple/list/dict) model output, in the order the ONNX exporter flattens them."
-    if isinstance(out, torch.Tensor): return [out]
-    if isinstance(out, dict): out = list(out.values())
-    return [t for o in out for t in _leaves(o)]
+__all__ = ['fold_bn', 'quantize_linear_dynamic', 'accuracy_change', 'is_2_4', 'to_semi_structured']
 
 # %% ../nbs/50_deploy.ipynb #c009
 def _l1_units(model:nn.Module, example_input:torch.Tensor, fraction:float=0.5, multiple_of:int=1)->dict:
@@ -51,82 +34,6 @@ def _l1_units(model:nn.Module, example_input:torch.Tensor, fraction:float=0.5, m
         score = sum(Group.unit_rows(params[r.name].detach().abs(), r).sum(1) for r in recs)
         if keep < g.size: units[g.producers[0]] = score.argsort()[:g.size - keep].tolist()
     return units
-
-# %% ../nbs/50_deploy.ipynb #c014
-class OnnxExport(NamedTuple):
-    "Result of `export_onnx`: where the file is and how closely onnxruntime reproduced PyTorch."
-    path: Path
-    max_abs_diff: float # largest |onnxruntime - PyTorch| over all outputs and checked batches
-    batch_sizes: tuple  # batch sizes the check ran
-
-_EXPORTERS = ('dynamo', 'torchscript')
-
-def _onnx_session(path, n_threads=None):
-    "An onnxruntime CPU session on `path`, with as many intra-op threads as torch uses (for a fair comparison)."
-    import onnxruntime as ort
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = n_threads or torch.get_num_threads()
-    return ort.InferenceSession(str(path), opts, providers=['CPUExecutionProvider'])
-
-def _export(model, x, path, dynamic_batch, exporter, opset_version):
-    kw = dict(input_names=['input'], opset_version=opset_version, verbose=False)
-    if exporter == 'dynamo':
-        shapes = ({0: torch.export.Dim('batch')},) if dynamic_batch else None
-        log = logging.getLogger('torch.fx.experimental.symbolic_shapes')  # notes on the batch symbol, not the user's concern
-        level = log.level
-        log.setLevel(logging.ERROR)
-        try: torch.onnx.export(model, (x,), str(path), dynamo=True, dynamic_shapes=shapes, external_data=False, **kw)
-        finally: log.setLevel(level)
-    else:
-        with warnings.catch_warnings():
-            warnings.simplefilter('ignore', (DeprecationWarning, FutureWarning))  # the deprecation this choice accepts
-            torch.onnx.export(model, (x,), str(path), dynamo=False,
-                              dynamic_axes={'input': {0: 'batch'}} if dynamic_batch else None, **kw)
-
-def _check_float_model(model):
-    "Neither exporter can capture PyTorch's dynamic-quantized modules (packed int8 weights): refuse them up front."
-    quantized = [n for n, m in model.named_modules() if type(m).__module__.startswith('torch.ao.nn.quantized.dynamic')]
-    if quantized: raise ValueError(
-        f"export_onnx: model_or_learn has PyTorch dynamic-quantized modules {quantized} (from `quantize_linear_dynamic`), "
-        "which neither ONNX exporter can capture; export the float model instead and quantize the .onnx file with "
-        "`onnxruntime.quantization.quantize_dynamic`")
-
-# %% ../nbs/50_deploy.ipynb #c015
-def export_onnx(model_or_learn, # `nn.Module` or fastai `Learner`
-                path, # destination `.onnx` file (parent folders are created)
-                example_input:torch.Tensor, # one input batch the model accepts
-                dynamic_batch:bool=True, # symbolic batch dimension, checked on a second batch size
-                atol:float=1e-4, # largest accepted |onnxruntime - PyTorch| difference
-                exporter:str='dynamo', # 'dynamo' (torch.export based) or 'torchscript' (legacy, deprecated)
-                opset_version:int|None=None, # ONNX opset; the exporter's default when None
-               )->OnnxExport:
-    "Export to ONNX, validate with `onnx.checker`, run with onnxruntime (CPU) and check the outputs against PyTorch"
-    import onnx
-    model = _model_of(model_or_learn)
-    if exporter not in _EXPORTERS: raise ValueError(f"export_onnx: exporter={exporter!r}; valid choices: {_EXPORTERS}")
-    if not isinstance(example_input, torch.Tensor):
-        raise TypeError(f"export_onnx: example_input must be a torch.Tensor batch, got {type(example_input).__name__}")
-    path, atol = check_path(path, 'path'), check_finite(atol, 'atol')
-    check_int(opset_version, 'opset_version', minimum=7, allow_none=True)  # the exporter checks its own maximum
-    _check_float_model(model)
-    x = example_input.to(device_of(model))
-    check_runs(model, x)  # a wrong shape is the caller's mistake, not an export failure
-    path.parent.mkdir(parents=True, exist_ok=True)
-    checks = [x, batch_of(x, len(x) + 2)] if dynamic_batch else [x]
-    with eval_mode(model):
-        _export(model, x, path, dynamic_batch, exporter, opset_version)
-        with torch.no_grad(): expected = [[t.cpu().numpy() for t in _leaves(model(c))] for c in checks]
-    onnx.checker.check_model(str(path))
-    sess = _onnx_session(path)
-    name = sess.get_inputs()[0].name
-    diff = 0.
-    for c, exp in zip(checks, expected):
-        got = sess.run(None, {name: c.cpu().numpy()})
-        if len(got) != len(exp): raise RuntimeError(f"export_onnx: ONNX model has {len(got)} outputs, PyTorch {len(exp)}")
-        diff = max([diff] + [float(np.abs(g - e).max()) for g, e in zip(got, exp)])
-    if not diff <= atol:
-        raise RuntimeError(f"export_onnx: onnxruntime differs from PyTorch by {diff:.3g} > atol={atol} ({path})")
-    return OnnxExport(path, diff, tuple(len(c) for c in checks))
 
 # %% ../nbs/50_deploy.ipynb #c028
 def _conv_bn_pairs(model:nn.Module)->list:
@@ -162,7 +69,7 @@ def _fold(conv:nn.Module, bn:nn.Module):
 # %% ../nbs/50_deploy.ipynb #c029
 def fold_bn(model_or_learn)->nn.Module:
     "An eval-mode copy of the model with every BatchNorm that directly follows a conv folded into it (BN → `Identity`)"
-    model = copy.deepcopy(_model_of(model_or_learn)).eval()
+    model = copy.deepcopy(model_of(model_or_learn)).eval()
     for conv_name, bn_name in _conv_bn_pairs(model):
         _fold(model.get_submodule(conv_name), model.get_submodule(bn_name))
         model.set_submodule(bn_name, nn.Identity())
@@ -176,7 +83,7 @@ def quantize_linear_dynamic(model_or_learn, # `nn.Module` or fastai `Learner`; n
                            )->nn.Module:
     "An eval-mode copy of the model whose `nn.Linear` layers are dynamically quantized (PyTorch's `quantize_dynamic`)"
     if dtype not in _QUANT_DTYPES: raise ValueError(f"quantize_linear_dynamic: dtype={dtype}; valid choices: {_QUANT_DTYPES}")
-    model = copy.deepcopy(_model_of(model_or_learn)).eval()
+    model = copy.deepcopy(model_of(model_or_learn)).eval()
     with warnings.catch_warnings():
         warnings.filterwarnings('ignore', message='.*(deprecated|will be removed).*')
         return torch.ao.quantization.quantize_dynamic(model, {nn.Linear}, dtype=dtype, inplace=True)
@@ -188,248 +95,9 @@ def accuracy_change(before, # reference `nn.Module` or `Learner`
                    )->dict:
     "Top-1 accuracy of both models on the same data and the change (after - before), in [0, 1] units"
     dl, acc = getattr(dls, 'valid', dls), {}
-    for k, m in (('before', _model_of(before)), ('after', _model_of(after))):
+    for k, m in (('before', model_of(before)), ('after', model_of(after))):
         with eval_mode(m), torch.inference_mode(): acc[k] = top1_accuracy(m, dl, device_of(m))
     return {**acc, 'change': acc['after'] - acc['before']}
-
-# %% ../nbs/50_deploy.ipynb #c046b
-def _numpy(x:torch.Tensor)->np.ndarray:
-    "A CPU numpy array of a (possibly fastai-typed) tensor, as onnxruntime takes it"
-    return x.detach().cpu().as_subclass(torch.Tensor).numpy()
-
-class _Calibration:
-    "onnxruntime's calibration-reader protocol over input batches: `get_next()` is one `{input name: array}`, then None"
-    def __init__(self, name:str, batches:list): self.feeds = iter([{name: _numpy(x)} for x in batches])
-    def get_next(self): return next(self.feeds, None)
-
-def _int8_file(fp32_path:Path, path:Path, batches:list)->Path:
-    "Static int8 of a float ONNX file at `path`: QDQ, per-channel int8 weights, uint8 activations, MinMax over `batches`"
-    import onnx
-    from onnxruntime.quantization import quantize_static as ort_quantize_static, QuantFormat, QuantType
-    from onnxruntime.quantization.shape_inference import quant_pre_process
-    prepared = path.with_name(f'{path.stem}.prepared.onnx')
-    quant_pre_process(str(fp32_path), str(prepared))  # shape inference and graph optimisation, as onnxruntime advises
-    name = onnx.load(str(prepared)).graph.input[0].name
-    ort_quantize_static(str(prepared), str(path), _Calibration(name, batches), quant_format=QuantFormat.QDQ,
-                        per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
-    prepared.unlink()
-    onnx.checker.check_model(str(path))
-    return path
-
-def _first_line(e:Exception)->str:
-    "The first line of an exception's message, without terminal colour codes (the exporters' are pages long)"
-    return re.sub(r'\x1b\[[0-9;]*m', '', str(e).strip()).split('\n')[0][:300]
-
-def _onnx_accuracy(path:Path, dl)->float:
-    "Top-1 accuracy of the ONNX file at `path` (onnxruntime, CPU) over the `(x, y)` batches of `dl`"
-    sess = _onnx_session(path)
-    name = sess.get_inputs()[0].name
-    return top1_accuracy(lambda x: torch.from_numpy(sess.run(None, {name: _numpy(x)})[0]), dl, torch.device('cpu'))
-
-class Int8Export(NamedTuple):
-    "Result of `quantize_static`: the int8 ONNX file, the verified float export it came from, and both accuracies"
-    path: Path # the int8 (QDQ) `.onnx` file
-    fp32: OnnxExport # the float export it was quantized from, checked against PyTorch
-    n_batches: int # calibration batches used
-    accuracy: dict|None # {'before': float file, 'after': int8 file, 'change': after - before} on `dls.valid` (0-1); None when not evaluated
-
-    def session(self, n_threads:int|None=None):
-        "An onnxruntime CPU session on the int8 file (`n_threads` intra-op threads; as many as torch uses when None)"
-        return _onnx_session(self.path, n_threads)
-
-# %% ../nbs/50_deploy.ipynb #c046c
-def quantize_static(model_or_learn, # `nn.Module` or fastai `Learner`; not modified
-                    dls, # fastai `DataLoaders`: calibration batches from `dls.train`, accuracy on `dls.valid`
-                    path, # destination of the int8 `.onnx` file; the float export is written beside it as `<stem>.fp32.onnx`
-                    n_batches:int=8, # calibration batches: the first `n_batches` of `dls.train` (all of them if it has fewer)
-                    evaluate:bool=True, # measure the accuracy of the float and the int8 file on `dls.valid`
-                    exporter:str='dynamo', # ONNX exporter, see `export_onnx`
-                   )->Int8Export:
-    "Static int8 quantization (onnxruntime, QDQ, per-channel weights) of the verified ONNX export, calibrated on `dls.train`"
-    model = _model_of(model_or_learn)
-    n_batches, path = check_int(n_batches, 'n_batches'), check_path(path, 'path')
-    if exporter not in _EXPORTERS: raise ValueError(f"quantize_static: exporter={exporter!r}; valid choices: {_EXPORTERS}")
-    if not (hasattr(dls, 'train') and hasattr(dls, 'valid')):
-        raise TypeError(f"quantize_static: dls must be fastai DataLoaders (with .train and .valid), got {type(dls).__name__}")
-    batches = list(itertools.islice(dls.train, n_batches))
-    if not batches: raise ValueError(
-        f"quantize_static: dls.train yields no batches ({len(dls.train.dataset)} items, bs={getattr(dls.train, 'bs', None)}), "
-        "so there is nothing to calibrate on; valid: DataLoaders whose train loader yields at least one batch "
-        "(fastai's train loader drops a last incomplete batch: lower bs or pass more items)")
-    if not all(isinstance(b, (list, tuple)) and b and isinstance(b[0], torch.Tensor) for b in batches):
-        raise TypeError(f"quantize_static: a batch of dls.train must be a tuple (input tensor, ...), got {type(batches[0]).__name__}")
-    with tempfile.TemporaryDirectory() as d:  # nothing is written to `path` unless every step succeeds
-        fp32_tmp, int8_tmp = Path(d)/'model.fp32.onnx', Path(d)/'model.onnx'
-        xs = [b[0].as_subclass(torch.Tensor) for b in batches]  # plain tensors: fastai's types are not for the exporter
-        try: fp32 = export_onnx(model, fp32_tmp, xs[0], exporter=exporter)
-        except (ValueError, ImportError): raise  # the caller's argument or input, or a missing package: already explained
-        except Exception as e: raise ValueError(
-            f"quantize_static: model_or_learn ({type(model).__name__}) cannot be exported to ONNX with exporter={exporter!r} "
-            f"({type(e).__name__}: {_first_line(e)}), and static int8 starts from that export; valid: a model that "
-            f"`export_onnx` exports and reproduces, with exporter one of {_EXPORTERS}") from e
-        _int8_file(fp32_tmp, int8_tmp, xs)
-        accuracy = None
-        if evaluate:
-            before, after = (_onnx_accuracy(p, dls.valid) for p in (fp32_tmp, int8_tmp))
-            accuracy = dict(before=before, after=after, change=after - before)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fp32_path = path.with_name(f'{path.stem}.fp32.onnx')
-        shutil.move(fp32_tmp, fp32_path); shutil.move(int8_tmp, path)
-    return Int8Export(path, fp32._replace(path=fp32_path), len(batches), accuracy)
-
-# %% ../nbs/50_deploy.ipynb #c048
-class _Unavailable(Exception): "A backend that cannot run on this machine."
-
-def _call(m, x):
-    "Zero-argument call of `m(x)`; on a GPU it waits for the result, so that the time is the inference's."
-    return (lambda: (m(x), torch.cuda.synchronize())) if x.is_cuda else (lambda: m(x))
-
-def _torch_setup(model, example): return lambda x: _call(model, x)
-
-def _channels_last_setup(model, example):
-    if example.dim() != 4: raise _Unavailable(f"channels_last needs 4-d (N,C,H,W) inputs, got {example.dim()}-d")
-    m = copy.deepcopy(model).to(memory_format=torch.channels_last)
-    return lambda x: _call(m, x.contiguous(memory_format=torch.channels_last))
-
-def _need_onnx():
-    try: import onnxruntime, onnx, onnxscript
-    except ImportError as e: raise _Unavailable(f"{e.name} is not installed (pip install onnx onnxruntime onnxscript)")
-
-def _session_prepare(sess):
-    "`prepare(x)` of an onnxruntime session: the zero-argument call that runs it on `x`"
-    def prepare(x):
-        feed = {sess.get_inputs()[0].name: _numpy(x)}
-        return lambda: sess.run(None, feed)
-    return prepare
-
-def _onnxruntime_setup(model, example):
-    _need_onnx()
-    with tempfile.TemporaryDirectory() as d:  # the session holds the model in memory once created
-        return _session_prepare(_onnx_session(export_onnx(model, Path(d)/'model.onnx', example).path))
-
-def _int8_setup(model, example):
-    "Static int8 of the verified export, calibrated on `example` (the ranges change the scales, not the latency)"
-    _need_onnx()
-    with tempfile.TemporaryDirectory() as d:
-        int8 = _int8_file(export_onnx(model, Path(d)/'model.onnx', example).path, Path(d)/'int8.onnx', [example])
-        return _session_prepare(_onnx_session(int8))
-
-def _torch_compile_setup(model, example):
-    m = torch.compile(copy.deepcopy(model), dynamic=False)  # one specialised graph per batch size
-    return lambda x: _call(m, x)
-
-def _need_cuda():
-    if not torch.cuda.is_available(): raise _Unavailable("no CUDA device (torch.cuda.is_available() is False)")
-
-def _cuda_setup(model, example):
-    _need_cuda()
-    m = copy.deepcopy(model).cuda()
-    return lambda x: _call(m, x.cuda())
-
-def _tensorrt_setup(model, example):
-    _need_cuda()
-    try: import torch_tensorrt
-    except ImportError: raise _Unavailable("torch_tensorrt is not installed")
-    m = copy.deepcopy(model).cuda()
-    def prepare(x):
-        x = x.cuda()
-        return _call(torch_tensorrt.compile(m, ir='dynamo', inputs=[x]), x)  # one engine per batch size
-    return prepare
-
-_BACKENDS = {'torch': _torch_setup, 'torch_channels_last': _channels_last_setup, 'onnxruntime': _onnxruntime_setup,
-             'int8': _int8_setup, 'torch_compile': _torch_compile_setup, 'cuda': _cuda_setup, 'tensorrt': _tensorrt_setup}
-_REQUIRED_BACKENDS = ('torch',)  # the others are skipped with a message when they cannot run here
-
-# %% ../nbs/50_deploy.ipynb #c050
-def _prepare_calls(models, example, backends, batch_sizes, n_warmup)->dict:
-    "{(model, backend, bs): zero-argument call}, warmed up; skipped backends printed."
-    calls = {}
-    for mname, model in models.items():
-        x = example.to(device_of(model))
-        for b in backends:
-            try:
-                prepare = _BACKENDS[b](model, x)
-                for bs in batch_sizes:
-                    call = prepare(batch_of(x, bs))
-                    with torch.inference_mode():
-                        for _ in range(n_warmup): call()
-                    calls[(mname, b, bs)] = call
-            except Exception as e:
-                if b in _REQUIRED_BACKENDS: raise
-                for bs in batch_sizes: calls.pop((mname, b, bs), None)
-                reason = str(e) if isinstance(e, _Unavailable) else f"failed to build or run: {type(e).__name__}: {str(e)[:300]}"
-                print(f"benchmark_inference: skipping backend '{b}' for model '{mname}': {reason}")
-    return calls
-
-_TIMERS = {'wall': time.perf_counter, 'process': time.process_time}
-
-def _time_interleaved(calls:dict, n_repeats:int, timer:str='wall')->dict:
-    "{key: [seconds per repeat]}, each round timing every call once, in a rotated order."
-    keys, times, clock = list(calls), {k: [] for k in calls}, _TIMERS[timer]
-    with torch.inference_mode():
-        for r in range(n_repeats if keys else 0):  # every backend skipped: nothing to time
-            s = r % len(keys)
-            for k in keys[s:] + keys[:s]:
-                t0 = clock(); calls[k](); times[k].append(clock() - t0)
-    return times
-
-# %% ../nbs/50_deploy.ipynb #c051
-def check_backends(backends)->tuple:
-    "`backends` as a tuple of backend names `benchmark_inference` knows; a single name is accepted (a ValueError naming the unknown ones otherwise)."
-    names = (backends,) if isinstance(backends, str) else tuple(backends) if isinstance(backends, (list, tuple)) else ()
-    unknown = [b for b in names if b not in _BACKENDS]
-    if not names or unknown:
-        raise ValueError(f"backends={backends!r} is not valid" + (f" (unknown: {unknown})" if unknown else "") +
-                         f"; valid: a name or a non-empty tuple of names in {tuple(_BACKENDS)}")
-    return names
-
-def benchmark_inference(model, # `nn.Module`, `Learner`, or dict {name: model} to compare side by side
-                        example_input:torch.Tensor, # example batch; benchmark batches cycle its rows
-                        backends=('torch', 'torch_channels_last', 'onnxruntime', 'torch_compile'), # names, or one name; also 'int8', 'cuda', 'tensorrt'
-                        batch_sizes=(1, 64),
-                        n_repeats:int=20, # timed rounds; every (model, backend, batch size) is timed once per round
-                        n_warmup:int=2, # untimed calls of each before timing
-                        timer:str='wall', # 'wall' (elapsed time) or 'process' (CPU time of this process, see below)
-                       )->pd.DataFrame:
-    "Median latency and throughput per model, backend and batch size, all timed in one interleaved loop"
-    backends, batch_sizes = check_backends(backends), check_ints(batch_sizes, 'batch_sizes')
-    check_int(n_repeats, 'n_repeats'); check_int(n_warmup, 'n_warmup', minimum=0)
-    if not (isinstance(timer, str) and timer in _TIMERS): raise ValueError(f"benchmark_inference: timer={timer!r}; valid choices: {tuple(_TIMERS)}")
-    if not isinstance(example_input, torch.Tensor): raise TypeError(f"benchmark_inference: example_input must be a torch.Tensor, got {type(example_input).__name__}")
-    models = {k: _model_of(m) for k, m in (model.items() if isinstance(model, dict) else [('model', model)])}
-    if not models: raise ValueError("benchmark_inference: model={} is not valid; valid: a model, a Learner or a non-empty {name: model} dict")
-    for m in models.values(): check_runs(m, example_input.to(device_of(m)))  # a wrong input fails here, not in a backend
-    with eval_mode(*models.values()):
-        calls = _prepare_calls(models, example_input, backends, batch_sizes, n_warmup)
-        times = _time_interleaved(calls, n_repeats, timer)
-    rows = [dict(model=m, backend=b, batch_size=bs, median_ms=1e3 * float(np.median(t)),
-                 throughput=bs / float(np.median(t))) for (m, b, bs), t in times.items()]
-    return pd.DataFrame(rows, columns=['model', 'backend', 'batch_size', 'median_ms', 'throughput'])
-
-# %% ../nbs/50_deploy.ipynb #c052
-def plot_benchmark(df:pd.DataFrame, # a `benchmark_inference` table
-                   figsize=None):
-    "Bar plot of throughput (samples/s) per backend, one panel per batch size, one bar colour per model"
-    import matplotlib.pyplot as plt
-    sizes = sorted(df.batch_size.unique())
-    fig, axs = plt.subplots(1, len(sizes), figsize=figsize or (5 * len(sizes), 3.5), squeeze=False)
-    for ax, bs in zip(axs[0], sizes):
-        d = df[df.batch_size == bs].pivot(index='backend', columns='model', values='throughput')
-        d.plot.bar(ax=ax, rot=0, title=f'batch size {bs}')
-        ax.set_ylabel('samples / s'); ax.set_xlabel('')
-    fig.tight_layout()
-    return axs[0]
-
-# %% ../nbs/50_deploy.ipynb #c053
-def backend_rows(model, # `nn.Module` or `Learner`
-                 example_input:torch.Tensor, # example batch
-                 backends=('torch', 'onnxruntime'), # see `benchmark_inference`
-                 batch_sizes=(1, 64),
-                 n_repeats:int=10,
-                )->dict:
-    "{'latency <backend> bs=<N> (ms)': median} for `compression_report`: one row per backend and batch size"
-    df = benchmark_inference(model, example_input, backends, batch_sizes, n_repeats)
-    return {f'latency {r.backend} bs={r.batch_size} (ms)': r.median_ms for r in df.itertuples()}
 
 # %% ../nbs/50_deploy.ipynb #c066b
 def is_2_4(weight:torch.Tensor)->bool:

@@ -12,6 +12,7 @@ from torch.utils.flop_counter import FlopCounterMode
 import pandas as pd
 from .utils import check_int, check_runs
 from .measure import batch_of, device_of, latency_ms, top1_accuracy
+from .latency import check_backends, backend_rows
 
 # %% auto #0
 __all__ = ['count_flops', 'CompressionReport', 'compression_report', 'ReportComparison', 'compare_reports']
@@ -91,16 +92,13 @@ class CompressionReport:
 
 # %% ../nbs/02_report.ipynb #c013
 def _backend_names(backends)->tuple:
-    "`backends` as a tuple of names (a single name is accepted), checked by `fastprune.deploy` before anything is timed"
+    "`backends` as a tuple of names (a single name is accepted), checked before anything is timed"
     if isinstance(backends, (list, tuple)) and not backends: return ()
-    from fastprune.deploy import check_backends
     return check_backends(backends)
 
 def _backend_rows(model, xb, backends, n_repeats):
     "Latency rows for each backend in `backends` (none when empty)"
-    if not backends: return {}
-    from fastprune.deploy import backend_rows
-    return backend_rows(model, xb, backends, (1, 64), n_repeats)
+    return backend_rows(model, xb, backends, (1, 64), n_repeats) if backends else {}
 
 # %% ../nbs/02_report.ipynb #c014
 @torch.no_grad()
