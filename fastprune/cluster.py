@@ -7,7 +7,7 @@ __all__ = ['filter_signatures', 'encode_signatures', 'cluster_filters', 'select_
            'cluster_settings', 'show_clusters']
 
 # %% ../nbs/32_cluster.ipynb #c003
-import math
+import math, time
 from contextlib import contextmanager
 from pathlib import Path
 import inspect
@@ -135,6 +135,22 @@ def _optimise(model, conv, spectrum, channels, steps, lr, seed, transforms, prep
             opt.step()
     return to_image(spectrum.detach())
 
+# %% ../nbs/32_cluster.ipynb #c013a
+def _auto_chunks(run, n, clock=time.perf_counter):
+    """(images, chosen size): filters 0..n-1 rendered by `run(i, j)` (filters i:j together) in chunks of 1, 2, 4... filters,
+    doubling while the time per filter falls and the next chunk is at most half of what is left; then the fastest size
+    renders the rest. Every probe chunk is real work: no filter is rendered twice."""
+    out, i, size, best, probing = [], 0, 1, (math.inf, 1), True
+    while i < n:
+        c = min(size, n - i)
+        t = clock(); out.append(run(i, i + c)); per = (clock() - t) / c
+        i += c
+        if not probing: continue
+        if per < best[0]: best = (per, c)
+        if per > best[0] or 4 * c > n - i: probing, size = False, best[1]
+        else: size = 2 * c
+    return torch.cat(out), best[1]
+
 # %% ../nbs/32_cluster.ipynb #c014
 def filter_signatures(model:nn.Module, # the network; left exactly as it was (modes, gradient flags, hooks)
                       layer, # a `nn.Conv2d` of `model`, or its qualified name
@@ -142,7 +158,7 @@ def filter_signatures(model:nn.Module, # the network; left exactly as it was (mo
                       steps:int=128, # Adam steps
                       lr:float=0.05, # Adam learning rate (lucent's default)
                       seed:int=0, # seeds the starting spectra and the transform draws
-                      bs:int=None, # filters optimised together: None = all in one batch, 1 = one at a time
+                      bs:int=None, # filters optimised together: None = automatic (see above), 1 = one at a time, n = all in one batch
                       transforms:bool=True, # lucent's standard transforms (pad, jitter, scale, rotate); False: none
                       in_channels:int=None, # channels of the model's input; default: those of its first conv
                       preprocess=None, # applied to the [0,1] images before the model (e.g. its normalisation)
@@ -161,12 +177,18 @@ def filter_signatures(model:nn.Module, # the network; left exactly as it was (mo
     start = (torch.randn(n, c, size, size // 2 + 1, 2, generator=gen) * 0.01).to(device)  # lucent's sd
     channels = torch.arange(n, device=device)
     if bs is not None and not (isinstance(bs, int) and bs > 0): raise ValueError(f"bs={bs!r} must be None or a positive int")
-    bs = min(bs or n, n)
     kw = dict(steps=steps, lr=lr, seed=seed, transforms=transforms, preprocess=preprocess)
-    bar = (lambda r: progress_bar(r, leave=False)) if progress else (lambda r: r)
+    pb = progress_bar(range(n), leave=False) if progress else None
+    def run(i, j):
+        "Images of filters i:j, optimised together"
+        img = _optimise(model, conv, start[i:j], channels[i:j], **kw)
+        if pb is not None: pb.update(j)
+        return img
     with _frozen(model), torch.enable_grad():  # also works when called under `torch.no_grad()`
-        if bs == n: return _optimise(model, conv, start, channels, bar=bar, **kw)  # the bar follows the steps
-        return torch.cat([_optimise(model, conv, start[i:i+bs], channels[i:i+bs], **kw) for i in bar(range(0, n, bs))])
+        if bs is None and device.type == 'cpu': return _auto_chunks(run, n)[0]
+        bs = min(bs or n, n)
+        return torch.cat([run(i, min(i + bs, n)) for i in range(0, n, bs)])
+
 
 # %% ../nbs/32_cluster.ipynb #c025
 _ALEXNET_FILE = 'alexnet-owt-7be5be79.pth'
