@@ -6,13 +6,15 @@
 __all__ = ['CONTEXTS', 'EXTRA_BUFFERS', 'check_round_to', 'Sparsifier']
 
 # %% ../nbs/23_sparsifier.ipynb #c003
-import math, weakref
+import math
+from functools import partial
 import torch
 from torch import nn
 import pandas as pd
 from .core.granularity import HEAD, nm_pattern
 from .core.criteria import large_final, get_criterion
 from .utils import check_sparsity, from_rank0, module_attr
+from .state import attach_buffer, detach_buffer
 from .surgery.graph import trace
 from .blocks import (owner_of, mask_of, LayerBlocks, NMBlocks, choose, unit_granularities, select_layers,
                               GROUP_KINDS, group_block_sets, select_heads, head_block_sets)
@@ -25,30 +27,11 @@ CONTEXTS = ('local', 'global')
 EXTRA_BUFFERS = {'init': ('init', lambda w: w.detach().clone()),            # starting weights: the current ones
            'grad_acc': ('grad', lambda w: torch.zeros_like(w.detach()))} # gradient terms: none accumulated
 
-def _masked_attrs(module):
-    "Names of `module`'s parameters that carry a `<param>_mask` buffer."
-    return [a for a in module._parameters if f'{a}_mask' in module._buffers]
-
-def _fill_missing(module, state_dict, prefix, *args):
-    """Load pre-hook: a checkpoint without masks is dense, its weights are the starting weights, nothing is accumulated;
-    a checkpoint's `_init`/`_grad_acc` that the layer does not carry (the criterion now attached does not need them) go."""
-    for attr in _masked_attrs(module):
-        if prefix + attr + '_mask' not in state_dict:
-            state_dict[prefix + attr + '_mask'] = torch.ones_like(getattr(module, attr + '_mask'))
-        for kind, (_, fresh) in EXTRA_BUFFERS.items():
-            key = f'{prefix}{attr}_{kind}'
-            if f'{attr}_{kind}' not in module._buffers: state_dict.pop(key, None)
-            elif key not in state_dict: state_dict[key] = fresh(state_dict.get(prefix + attr, getattr(module, attr)))
-
-_LOAD_HOOKS = weakref.WeakKeyDictionary()  # module → handle of its one `_fill_missing` pre-hook
-
-def _hook_loading(module):
-    "Give `module` its `_fill_missing` load pre-hook, once however many sparsifiers attach to it."
-    if module not in _LOAD_HOOKS: _LOAD_HOOKS[module] = module.register_load_state_dict_pre_hook(_fill_missing)
-
-def _unhook_loading(module):
-    "Remove `module`'s load pre-hook once no mask is left on it."
-    if module in _LOAD_HOOKS and not _masked_attrs(module): _LOAD_HOOKS.pop(module).remove()
+def _fresh_buffer(kind, attr, module, entries):
+    """What a checkpoint without `<attr>_<kind>` loads: all-True masks (it is a dense model), its weights as the starting
+    weights, no gradient terms accumulated (`entries`: the checkpoint's entries of `module`)."""
+    if kind == 'mask': return torch.ones_like(getattr(module, attr + '_mask'))
+    return EXTRA_BUFFERS[kind][1](entries.get(attr, getattr(module, attr)))
 
 def check_round_to(round_to, granularity):
     "`round_to` as an int >= 1; above 1 only for a structured granularity."
@@ -157,10 +140,8 @@ class Sparsifier(Ranking):
                 t = bufs[mod, f'{attr}_{k}'] = _new_buffer(k, p, given[k].get(pname), mod._buffers.get(f'{attr}_{k}'))
                 if t.shape != p.shape:
                     raise ValueError(f"{pname}_{k} has shape {tuple(t.shape)}, {pname} has {tuple(p.shape)}; valid: that shape")
-        for _, mod, attr in entries:                                   # another criterion's buffers go (not kept, not saved)
-            for k in EXTRA_BUFFERS:
-                if k not in kinds: mod._buffers.pop(f'{attr}_{k}', None)
-        for (mod, name), t in bufs.items(): mod.register_buffer(name, t); _hook_loading(mod)
+        for _, mod, attr in entries:     # travelling state (`fastprune.state`); another criterion's buffers go (not kept, not saved)
+            for k in ['mask', *EXTRA_BUFFERS]: attach_buffer(mod, f'{attr}_{k}', bufs.get((mod, f'{attr}_{k}')), partial(_fresh_buffer, k, attr))
         self._entries, self._cache = entries, {}
         self._scored_entries = [e for e in entries if e[0] in scored]  # used every batch
         with torch.no_grad():
@@ -186,10 +167,9 @@ class Sparsifier(Ranking):
         masks, extras = self.masks, {kind: {} for kind in EXTRA_BUFFERS}
         for pname in masks:
             mod, attr = owner_of(self.model, pname)
-            del mod._buffers[attr + '_mask']
+            detach_buffer(mod, attr + '_mask')
             for kind, got in extras.items():
-                if f'{attr}_{kind}' in mod._buffers: got[pname] = mod._buffers.pop(f'{attr}_{kind}')
-            _unhook_loading(mod)
+                if (t := detach_buffer(mod, f'{attr}_{kind}')) is not None: got[pname] = t
         self._cache, self._entries, self._scored_entries, self._attached = {}, [], [], []
         return masks, extras['init'], extras['grad_acc']
 

@@ -124,7 +124,7 @@ def test_das_ranks_identical(ranks):
     assert r0['sizes'] == r1['sizes']
     _assert_same_state(r0['sd'], r1['sd'])
     assert {k: r0['sd'][k + '.weight'].shape[0] for k in r0['sizes']} == r0['sizes']
-    h = r0['history']  # the same on every rank (the state dicts compared above carry it as `das_history`)
+    h = r0['history']  # the same on every rank (the state dicts compared above carry it as `das.history`)
     assert len(h) == DAS_EPOCHS and h[-1]['sizes'] == r0['sizes'] and r1['history'] == h and r1['initial'] == r0['initial']
     before = [r0['initial']['sizes']] + [e['sizes'] for e in h[:-1]]
     assert all(e['grown_to'][k] == b[k] + 2 for e, b in zip(h, before) for k in b)  # grew by min_growth

@@ -9,7 +9,6 @@ __all__ = ['DASGrowPruneCallback']
 import json
 import torch
 from torch import nn
-from functools import partial
 from fastcore.basics import store_attr
 from fastai.callback.core import Callback
 from fastai.optimizer import Optimizer, OptimWrapper, Lookahead
@@ -18,6 +17,7 @@ from ..data import example_input_of
 from ..surgery.graph import trace, group_of, Group, qualified_name
 from ..surgery.edit import grow_units, prune_units
 from ..utils import object_from_rank0, check_int, check_finite
+from ..state import register_state, attach_state, attached_state
 from .base import FitHooks as _FitHooks
 
 # %% ../../nbs/33_das_callback.ipynb #c006
@@ -89,7 +89,7 @@ def _rewrap(wrapper):
     return DistributedDataParallel(wrapper.module, **{k: getattr(wrapper, k) for k in _DDP_SETTINGS if hasattr(wrapper, k)})
 
 # %% ../../nbs/33_das_callback.ipynb #c010b
-_KEY = 'das_history'  # one key at the model's root: `load_pruned` keeps it as a buffer
+_KEY = register_state('das', "DASGrowPruneCallback's widths before its first fit and per epoch")
 
 class _History:
     "What DAS knows about a model's widths: sizes before its first fit (`initial`) and one row per epoch (`rows`)"
@@ -104,23 +104,17 @@ class _History:
         rec = json.loads(bytes(t.tolist())) if t is not None else dict(initial=None, rows=[])
         self.initial, self.rows = rec['initial'], rec['rows']
 
-def _save_history(hist, module, sd, prefix, local_metadata):
-    "`state_dict` post-hook: add `hist` under `<prefix>das_history` once DAS has set up on the model."
-    if hist.initial is not None: sd[prefix + _KEY] = hist.encode()
+    def state_dict(self):
+        "Entry `history` (saved as `das.history`) once DAS has set up on the model; none before."
+        return {} if self.initial is None else {'history': self.encode()}
 
-def _load_history(hist, module, sd, prefix, *args):
-    "`load_state_dict` pre-hook: `hist` becomes the checkpoint's record (an empty one if it has none)."
-    hist.decode(sd.pop(prefix + _KEY, None))
+    def load_state_dict(self, entries):
+        "Become the checkpoint's record (an empty one if it has none)."
+        self.decode(entries.get('history'))
 
 def _history_of(net) -> _History:
-    "The record `net`'s checkpoints carry: the one hooked on it, else a new one (adopting `load_pruned`'s buffer)."
-    hooked = [h.args[0] for h in net._state_dict_hooks.values() if getattr(h, 'func', None) is _save_history]
-    if hooked: return hooked[0]
-    hist = _History()
-    if _KEY in net._buffers: hist.decode(net._buffers.pop(_KEY))
-    net.register_state_dict_post_hook(partial(_save_history, hist))
-    net.register_load_state_dict_pre_hook(partial(_load_history, hist))
-    return hist
+    "The record `net`'s checkpoints carry (`fastprune.state`): the one attached to it, else a new one (taking over `load_pruned`'s)."
+    return attached_state(net, _KEY) or attach_state(net, _KEY, _History())
 
 # %% ../../nbs/33_das_callback.ipynb #c012
 _ALPHA = dict(proximal=3e-2, loss=2e-5)  # default alpha per penalty_mode (see "Why a proximal step")

@@ -10,7 +10,6 @@ import warnings
 import torch
 from torch import nn
 import pandas as pd
-from functools import partial
 from fastcore.basics import store_attr
 from fastai.learner import SkipToEpoch
 from ..core.granularity import check_granularity
@@ -18,6 +17,7 @@ from ..core.criteria import large_final, get_criterion
 from ..data import example_input_of
 from ..sparsifier import Sparsifier, CONTEXTS, check_round_to, EXTRA_BUFFERS
 from ..utils import from_rank0, lower_is_better, check_int
+from ..state import register_state, attach_state, attached_state
 from ..cluster import cluster_layer, cluster_settings
 from .base import MaskedTraining
 from .sparsify import SparsifyCallback
@@ -25,12 +25,30 @@ from ..surgery.edit import compact as _compact_model
 
 
 # %% ../../nbs/31_lottery_callback.ipynb #c006
-_KEY = 'lottery.'
+_KEY = register_state('lottery', "LotteryRewindCallback's rewind point, levels and metric")
 _COLS = ['level', 'sparsity', 'density', 'valid_loss', 'final', 'best']
 
 class _LotteryState:
-    "What a lottery run remembers: the rewind point, one history row per finished level, the metric's name, its model."
-    def __init__(self): self.rewind, self.history, self.metric, self.model, self.sparsifier = None, [], None, None, None
+    """What a lottery run remembers: the rewind point, one history row per finished level, the metric's name, its model;
+    the model it is attached to (`net`) carries it in its state dict (`fastprune.state`)."""
+    def __init__(self): self.rewind, self.history, self.metric, self.model, self.sparsifier, self.net = None, [], None, None, None, None
+
+    def state_dict(self):
+        "Entries `rewind.<name>`, `history`, `metric` (saved as `lottery.*`); none before the rewind point."
+        if self.rewind is None: return {}
+        return {**{f'rewind.{k}': v for k, v in self.rewind.items()},
+                'history': torch.tensor([[h[c] for c in _COLS] for h in self.history], dtype=torch.float64).reshape(-1, len(_COLS)),
+                'metric': torch.tensor(list((self.metric or '').encode()), dtype=torch.uint8)}
+
+    def load_state_dict(self, found):
+        "Become the run in a checkpoint's entries (a fresh run when there are none), checked against the model it is on."
+        rewind = {k[len('rewind.'):]: v for k, v in found.items() if k.startswith('rewind.')}
+        if rewind: _check_same_model(rewind, self.net, self.sparsifier)
+        self.rewind = {k: v.detach().clone() for k, v in rewind.items()} or None
+        hist = found.get('history', torch.zeros(0, len(_COLS)))
+        self.history = [{c: (int(v) if c == 'level' else float(v)) for c, v in zip(_COLS, row.tolist())} for row in hist]
+        self.metric = bytes(found['metric'].tolist()).decode() if 'metric' in found else None
+        self.model = self.net
 
 def _state_keys(model, sparsifier):
     "Names of `model`'s parameters and buffers, without the sparsifier's own (masks, starting weights, gradient sums)."
@@ -45,25 +63,6 @@ def _check_same_model(rewind, model, sparsifier):
     diff = sorted(set(rewind) ^ set(keys)) + [k for k in rewind if k in now and rewind[k].shape != now[k].shape]
     if diff: raise ValueError(f"The model differs from the one the lottery callback recorded its rewind point on: "
                               f"{diff[:5]} differ; valid: a model with the same names and shapes ({len(rewind)} tensors)")
-
-def _save_state(state, module, sd, prefix, local_metadata):
-    "`state_dict` post-hook: add the lottery state under `<prefix>lottery.`."
-    if state.rewind is None: return
-    for k, v in state.rewind.items(): sd[f'{prefix}{_KEY}rewind.{k}'] = v
-    sd[prefix + _KEY + 'history'] = torch.tensor([[h[c] for c in _COLS] for h in state.history],
-                                                  dtype=torch.float64).reshape(-1, len(_COLS))
-    sd[prefix + _KEY + 'metric'] = torch.tensor(list((state.metric or '').encode()), dtype=torch.uint8)
-
-def _load_state(state, module, sd, prefix, *args):
-    "`load_state_dict` pre-hook: take the lottery keys out of `sd` into `state` (a fresh run when there are none)."
-    found = {k[len(prefix + _KEY):]: sd.pop(k) for k in [k for k in sd if k.startswith(prefix + _KEY)]}
-    rewind = {k[len('rewind.'):]: v for k, v in found.items() if k.startswith('rewind.')}
-    if rewind: _check_same_model(rewind, module, state.sparsifier)
-    state.rewind = {k: v.detach().clone() for k, v in rewind.items()} or None
-    hist = found.get('history', torch.zeros(0, len(_COLS)))
-    state.history = [{c: (int(v) if c == 'level' else float(v)) for c, v in zip(_COLS, row.tolist())} for row in hist]
-    state.metric = bytes(found['metric'].tolist()).decode() if 'metric' in found else None
-    state.model = module
 
 # %% ../../nbs/31_lottery_callback.ipynb #c008
 class ClusterSelect:
@@ -136,7 +135,7 @@ class LotteryRewindCallback(MaskedTraining):
                              f" and context={context!r}; valid: granularity='filter', context='local'")
         self.criteria = self.selection.criteria if self.selection else get_criterion(criteria)
         store_attr('rewind_iter,rewind_epoch,granularity,context,exclude,reinit')
-        self.state, self.sparsifier, self._hooked, self.cluster_records = _LotteryState(), None, None, {}
+        self.state, self.sparsifier, self.cluster_records = _LotteryState(), None, {}
 
     @property
     def level(self): "Number of finished fits: the next fit trains the ticket at density (1 − p)^level"; return len(self.state.history)
@@ -150,7 +149,7 @@ class LotteryRewindCallback(MaskedTraining):
                                                                                'best': f'best_{metric}'})
 
     def _setup(self):
-        "Masks (`Sparsifier` buffers) and state hooks on the current model; both must exist before `learn.load`."
+        "Masks (`Sparsifier` buffers) and the run's state on the current model; both must exist before `learn.load`."
         net = self._net
         if self.sparsifier is None or self.sparsifier.model is not net:
             layer_type = nn.Conv2d if self.selection else (nn.Conv2d, nn.Linear)
@@ -163,10 +162,9 @@ class LotteryRewindCallback(MaskedTraining):
                                  f"{[l for l in sp.structured_layers if l not in coupled]})")
             self.sparsifier = self.state.sparsifier = sp.attach()
         else: self.sparsifier.refresh()  # the model as this run keeps it, whatever ran since
-        if self._hooked is not net:
-            net.register_state_dict_post_hook(partial(_save_state, self.state))
-            net.register_load_state_dict_pre_hook(partial(_load_state, self.state))
-            self._hooked = net
+        if attached_state(net, _KEY) is not self.state:  # the model's checkpoints carry the run (`fastprune.state`)
+            self.state.net = net
+            attach_state(net, _KEY, self.state)
 
     def after_create(self): self._setup()
 

@@ -17,6 +17,7 @@ from ..core.criteria import large_final, get_criterion
 from ..core.schedules import one_cycle, one_shot, get_schedule
 from ..sparsifier import Sparsifier, check_round_to, check_caps, CONTEXTS
 from ..utils import check_sparsity, rank0
+from ..state import register_state, attach_state, attached_state
 from .base import MaskedTraining
 from ..budget import Budget, count_cost, check_budget, prune_to_budget
 from ..data import example_input_of
@@ -31,14 +32,23 @@ def _check_target(sparsity):
         return {k: check_sparsity(v, f'sparsity[{k!r}]') for k, v in sparsity.items()}
     return check_sparsity(sparsity)
 
-_RECORD = 'sparsify_record'  # root buffer: dense FLOPs, dense parameters, then per block set units removed and block size
-_RECORD_HOOKED = weakref.WeakKeyDictionary()  # model → its one `_before_load` hook
+_RECORD = register_state('sparsify', "SparsifyCallback's dense cost and what compaction removed")
 
-def _before_load(module, sd, prefix, *args):
+class _Record:
+    """What the model remembers of a compacting run (saved as `sparsify.record`, `fastprune.state`): one float64 tensor of
+    the dense FLOPs, the dense parameters, then per block set the units compaction removed and a block's size before."""
+    def __init__(self): self.values = None
+    def state_dict(self): return {} if self.values is None else {'record': self.values}
+    def load_state_dict(self, entries):
+        "The checkpoint's record; a checkpoint without one keeps the model's."
+        if 'record' in entries: self.values = entries['record'].detach().clone()
+
+_RESIZING = weakref.WeakKeyDictionary()  # model → its one `_resize_on_load` hook
+
+def _resize_on_load(module, sd, prefix, *args):
     """Load pre-hook of a model the callback compacts: the model takes the checkpoint's widths (it may be from before or
-    after a compaction, e.g. `SaveModelCallback`'s best epoch); a checkpoint without a record keeps the model's."""
+    after a compaction, e.g. `SaveModelCallback`'s best epoch)."""
     resize_to(module, sd, prefix)
-    if prefix + _RECORD not in sd: sd[prefix + _RECORD] = getattr(module, _RECORD).clone()
 
 def _check_init(init, criterion):
     "`init` (None or a {parameter name: tensor} dict), refused for a criterion that keeps no starting weights."
@@ -154,32 +164,37 @@ class SparsifyCallback(MaskedTraining):
 
     def _reference(self):
         "The dense network's cost: from the model's record once the callback kept one, else measured now."
-        rec = getattr(self._net, _RECORD, None)
+        rec = self._record()
         if rec is not None: return dict(flops=rec[0].item(), params=rec[1].item())
         return count_cost(self._net, example_input_of(self.learn))
 
+    def _record(self):
+        "The record tensor the model carries (`_Record`), or None."
+        rec = attached_state(self._net, _RECORD)
+        return None if rec is None else rec.values
+
     def _keep_record(self):
-        """Give the model its record (dense cost, what compaction removed), a buffer that checkpoints carry, or adopt
-        the one it has; the sparsifier takes the removed counts from it."""
+        """Give the model its record (dense cost, what compaction removed), which checkpoints carry, or adopt the one it
+        has; the sparsifier takes the removed counts from it."""
         net, sp = self._net, self.sparsifier
-        if getattr(net, _RECORD, None) is None or len(net._buffers[_RECORD]) != 2 + 2 * len(sp.blocks):
+        rec = attached_state(net, _RECORD) or attach_state(net, _RECORD, _Record())
+        if rec.values is None or len(rec.values) != 2 + 2 * len(sp.blocks):
             ref = self._reference()
-            net.register_buffer(_RECORD, torch.tensor([ref['flops'], ref['params']] + [0.] * len(sp.blocks)
-                                                      + [float(sp.reference_sizes[b.layers[0]]) for b in sp.blocks],
-                                                      dtype=torch.float64))
-        if net not in _RECORD_HOOKED: _RECORD_HOOKED[net] = net.register_load_state_dict_pre_hook(_before_load)
+            rec.values = torch.tensor([ref['flops'], ref['params']] + [0.] * len(sp.blocks)
+                                      + [float(sp.reference_sizes[b.layers[0]]) for b in sp.blocks], dtype=torch.float64)
+        if net not in _RESIZING: _RESIZING[net] = net.register_load_state_dict_pre_hook(_resize_on_load)
         self._read_record()
 
     def _read_record(self):
         "The sparsifier takes what compaction removed from the model's record (after `learn.load`, from the checkpoint's)."
-        net, sp = self._net, self.sparsifier
-        if getattr(net, _RECORD, None) is None: return
-        units, sizes = net._buffers[_RECORD][2:].long().tolist(), len(sp.blocks)
+        sp, rec = self.sparsifier, self._record()
+        if rec is None: return
+        units, sizes = rec[2:].long().tolist(), len(sp.blocks)
         sp.removed = {b.layers[0]: n for b, n in zip(sp.blocks, units[:sizes])}
         sp.reference_sizes = {b.layers[0]: z for b, z in zip(sp.blocks, units[sizes:])}
 
     def _write_record(self):
-        rec, sp = self._net._buffers[_RECORD], self.sparsifier
+        rec, sp = self._record(), self.sparsifier
         rec[2:2 + len(sp.blocks)] = torch.tensor([float(sp.removed.get(b.layers[0], 0)) for b in sp.blocks], dtype=torch.float64)
 
     def _sparsity_now(self): return self.sparsifier.achieved_sparsity
@@ -212,7 +227,7 @@ class SparsifyCallback(MaskedTraining):
         if not removed: return
         self.compacted = {k: (self.compacted or {}).get(k, 0) + removed.get(k, 0) for k in {**(self.compacted or {}), **removed}}
         for b in sp.blocks: sp.removed[b.layers[0]] = sp.removed.get(b.layers[0], 0) + removed.get(b.layers[0], 0)
-        if getattr(self._net, _RECORD, None) is not None: self._write_record()
+        if self._record() is not None: self._write_record()
 
     def _drop_stale_opt_state(self):
         "Forget optimizer state that no longer fits its parameter's shape (a checkpoint of another width loaded without it)."

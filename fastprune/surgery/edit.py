@@ -13,6 +13,7 @@ from .groups import Group, SizeAttr
 from .graph import trace, group_of, qualified_name
 from .attention import resized_class
 from ..utils import check_int
+from ..state import STATE_KEYS, keep_state
 
 # %% ../../nbs/11_surgery.ipynb #c006
 def _plans(edits, lengths):
@@ -293,19 +294,24 @@ def save_pruned(model:nn.Module, path):
     torch.save({'state_dict': model.state_dict(), 'attrs': {k: v for k, v in attrs.items() if v}}, path)
 
 def load_pruned(path, model_factory,
-                strict:bool=True, # False: leave out saved entries no module of the model owns (a callback's state)
+                strict:bool=True, # False: leave out saved entries no module of the model owns and no registered state
                ) -> nn.Module:
-    "Rebuild a model saved by `save_pruned`: `model_factory()` resized to the saved shapes, then loaded"
+    """Rebuild a model saved by `save_pruned`: `model_factory()` resized to the saved shapes, then loaded; the state of a
+    registered key (`fastprune.state`: a callback's run) stays with the model for the callback given it next"""
     if not isinstance(strict, bool): raise TypeError(f"strict={strict!r} is not valid; valid: True or False")
     ckpt = torch.load(path, weights_only=True)
     model, sd = model_factory(), ckpt['state_dict']
     mods = dict(model.named_modules())
-    stray = [k for k in sd if k.rpartition('.')[0] not in mods]
+    kept, stray, outside = {}, [], [k for k in sd if k.rpartition('.')[0] not in mods]  # entries no module owns:
+    for k in outside:                                    # a registered state's ({(module, key): {name: tensor}}) or stray
+        at = _state_of(k, mods)
+        if at: kept.setdefault(at[:2], {})[at[2]] = sd[k]
+        else: stray.append(k)
     if stray and strict:
-        raise ValueError(f"{path}: {len(stray)} saved entries belong to no module of the model, e.g. {stray[:3]}; valid: "
-                         f"strict=False to leave them out (a callback's state, such as `lottery.*`), or the "
-                         f"`model_factory` of the saved architecture")
-    sd = {k: v for k, v in sd.items() if k not in stray}
+        raise ValueError(f"{path}: {len(stray)} saved entries belong to no module of the model and to no registered state "
+                         f"({sorted(STATE_KEYS)}), e.g. {stray[:3]}; valid: strict=False to leave them out, importing the "
+                         f"module whose state they are (it registers its key), or the `model_factory` of the saved architecture")
+    sd = {k: v for k, v in sd.items() if k.rpartition('.')[0] in mods}
     for k, m in mods.items():
         for store in (m._parameters, m._buffers):
             for a, v in list(store.items()):
@@ -320,7 +326,15 @@ def load_pruned(path, model_factory,
         m = mods.get(owner)
         if m is not None and not hasattr(m, a): m.register_buffer(a, torch.empty_like(v))
     model.load_state_dict(sd)
+    for (owner, key), entries in kept.items(): keep_state(mods[owner], key, entries)
     return model
+
+def _state_of(entry, mods):
+    "(module name, state key, entry name) when `entry` is `<module>.<key>.<name>` of a registered state key, else None."
+    parts = entry.split('.')
+    for i in range(len(parts) - 1):
+        owner = '.'.join(parts[:i])
+        if owner in mods and parts[i] in STATE_KEYS: return owner, parts[i], '.'.join(parts[i + 1:])
 def _set_size_attrs(m):
     "Set `m`'s size attributes (channels, features...) to what its resized tensors now hold."
     w = getattr(m, 'weight', None)
