@@ -1,4 +1,6 @@
-"The layers import as DESIGN.md says: surgery needs no fastai; `fastprune.all` gives the whole public API."
+"""The layers import as the architecture page of the docs says (nbs/architecture.ipynb, "The layers"): each module from its
+own layer and the layers below (`LAYERS`), no import cycle, no other module's private names; surgery needs no fastai;
+`fastprune.all` gives the whole public API."""
 import subprocess, sys
 
 def _modules_after(stmt):
@@ -15,7 +17,7 @@ def test_all_exports_the_public_api():
                  'KnowledgeDistillationCallback', 'prune_units', 'grow_units', 'compact', 'compression_report', 'large_final', 'one_cycle', 'digits_dls']:
         assert name in ns, name
 
-# ---- Private names stay in their module (DESIGN.md, "Boundaries") ----------------------------------------------------
+# ---- Private names stay in their module (nbs/architecture.ipynb) -------------------------------------------------------
 # A fastprune module uses another fastprune module's public names only: it neither imports a `_name` from one nor reads
 # or calls a `_name` that only another module defines (`sparsifier._sync()`, `graph._by_producer`). Torch's and fastai's
 # own private names are outside this rule, but each one the package touches is listed below with the reason, so that a
@@ -122,3 +124,81 @@ def test_the_private_name_check_catches_what_it_should(tmp_path, monkeypatch):
     bad, library = private_uses()
     assert bad == ['fastprune.sub.b:1: imports _helper from fastprune.a', "fastprune.sub.b:3: uses ._sync, private to ['fastprune.a']"], bad
     assert library == {'_ConvNd', '_buffers'}
+
+# ---- Layers (nbs/architecture.ipynb, "The layers") -------------------------------------------------------------------
+# Bottom up. A module imports from its own layer and the layers below it, never from a layer above (lazy imports inside
+# functions count too). An entry names a module, or a package standing for all of its modules; the most specific entry
+# decides. The architecture page draws and lists the same layers: `test_the_architecture_page_states_these_layers`.
+LAYERS = [
+    ('foundation', ['fastprune', 'fastprune.utils', 'fastprune.state', 'fastprune.data', 'fastprune.models', 'fastprune.yolo']),
+    ('measuring', ['fastprune.measure', 'fastprune.onnx_export', 'fastprune.latency', 'fastprune.report']),
+    ('surgery', ['fastprune.surgery']),
+    ('core', ['fastprune.core']),
+    ('masks', ['fastprune.blocks', 'fastprune.ranking', 'fastprune.sparsifier', 'fastprune.budget', 'fastprune.cluster']),
+    ('callbacks', ['fastprune.callbacks']),
+    ('applications', ['fastprune.studies', 'fastprune.deploy', 'fastprune.demo']),
+    ('api', ['fastprune.all']),
+]
+
+def layer_of(mod):
+    "Index in `LAYERS` of the most specific entry naming `mod` or a package above it; None when no entry does."
+    hits = [(len(e), i) for i, (_, entries) in enumerate(LAYERS) for e in entries if mod == e or mod.startswith(e + '.')]
+    return max(hits)[1] if hits else None
+
+def module_imports():
+    "{fastprune module: the fastprune modules it imports}, `__init__` files named after their package."
+    trees = _sources()
+    name = lambda m: m[:-len('.__init__')] if m.endswith('.__init__') else m
+    mods = {name(m) for m in trees}
+    out = {}
+    for mod, tree in trees.items():
+        deps = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom):
+                src = name(_imported_from(mod, node))
+                for a in node.names:  # `from . import op_rules` imports the module `<package>.op_rules`
+                    deps.add(f'{src}.{a.name}' if f'{src}.{a.name}' in mods else src)
+            elif isinstance(node, ast.Import): deps |= {a.name for a in node.names}
+        out[name(mod)] = {d for d in deps if d in mods and d != name(mod)}
+    return out
+
+def test_every_module_has_a_layer():
+    unplaced = sorted(m for m in module_imports() if layer_of(m) is None)
+    assert not unplaced, f"modules in no layer: {unplaced}; give each one a layer in LAYERS and on nbs/architecture.ipynb"
+
+def test_imports_go_down_the_layers():
+    up = [f"{m} ({LAYERS[layer_of(m)][0]}) imports {d} ({LAYERS[layer_of(d)][0]})"
+          for m, deps in sorted(module_imports().items()) for d in sorted(deps) if layer_of(d) > layer_of(m)]
+    assert not up, "imports from a higher layer (see nbs/architecture.ipynb):\n" + '\n'.join(up)
+
+def test_no_import_cycle():
+    graph, state, cycles = module_imports(), {}, []
+    def visit(m, path):
+        state[m] = 'open'
+        for d in sorted(graph[m]):
+            if state.get(d) == 'open': cycles.append(' -> '.join(path[path.index(d):] + [d]))
+            elif d not in state: visit(d, path + [d])
+        state[m] = 'done'
+    for m in sorted(graph):
+        if m not in state: visit(m, [m])
+    assert not cycles, "import cycles:\n" + '\n'.join(cycles)
+
+def test_the_architecture_page_states_these_layers():
+    "The table of nbs/architecture.ipynb lists LAYERS in order: `| n | layer | `module`, ... | ...`"
+    import json, re
+    nb = json.loads((PKG.parent/'nbs'/'architecture.ipynb').read_text())
+    text = '\n'.join(''.join(c['source']) for c in nb['cells'] if c['cell_type'] == 'markdown')
+    rows = [r.split('|')[1:4] for r in text.splitlines() if re.match(r'\| \d+ \|', r)]
+    page = [(name.strip(), re.findall(r'`([\w.]+)`', mods)) for _, name, mods in rows]
+    assert page == [(n, [e for e in entries if e != 'fastprune']) for n, entries in LAYERS], page
+
+def test_the_layer_checks_catch_an_upward_import_and_a_cycle(tmp_path, monkeypatch):
+    "The checkers themselves: a lazy import of a higher layer inside a function, which also closes a cycle"
+    import pytest
+    pkg = tmp_path/'fastprune'; pkg.mkdir()
+    (pkg/'utils.py').write_text("def helper():\n    from .deploy import f\n    return f\n")
+    (pkg/'deploy.py').write_text("from .utils import helper\ndef f(): pass\n")
+    monkeypatch.setitem(globals(), 'PKG', pkg)
+    with pytest.raises(AssertionError, match=r'fastprune.utils \(foundation\) imports fastprune.deploy \(applications\)'):
+        test_imports_go_down_the_layers()
+    with pytest.raises(AssertionError, match='fastprune.deploy -> fastprune.utils -> fastprune.deploy'): test_no_import_cycle()
