@@ -14,7 +14,8 @@ rule (`PAPER_RETRAIN`: constant rate, the lowest of the baseline training, here 
 that costs more than 1 point of validation accuracy.
 Only the inner conv of each residual block is prunable (the zero-padded shortcuts fix the residual streams' width).
 Prints per run and, over seeds (mean +- sd), accuracies, parameters and FLOPs left, and the parameters left in each
-conv/linear layer (the paper's Table 1 shape) and in each stage.
+conv/linear layer (the paper's Table 1 shape) and in each stage. (Each run keeps the names of the groups it could
+prune, in model order, under 'groups'; the order `prune_until` took is not kept.)
 Usage: OMP_NUM_THREADS=1 python bench/pretrain_study.py [--seeds 3] [--from-seed 0] [--n-train 50] [--n-valid 50] [--step 0.25] [--sens 0.5]
                      [--retrain-epochs 1] [--ft-epochs 4 2] [--scratch-epochs 12 4] [--workers 2] [--out FILE]
 """
@@ -91,7 +92,7 @@ def study(cond, seed, a):
     return dict(cond=cond, seed=seed, baseline=r.baseline, final=r.final, test0=test0, test1=test_acc(learn, test), lr=r.lr,
                 params0=r.before.params, params1=r.after.params, flops0=r.before.flops, flops1=r.after.flops,
                 layer_params0=t.params_before.to_dict(), layer_params1=t.params_after.to_dict(),
-                steps=len(r.history), kept_steps=int(r.history.kept.sum()), order=[l.split('+')[0] for l in sens.layer.unique()],
+                steps=len(r.history), kept_steps=int(r.history.kept.sum()), groups=[l.split('+')[0] for l in sens.layer.unique()],
                 minutes=(time.time() - t0) / 60, cached=False)
 
 def ms(xs, f='{:.2f}'):
@@ -132,8 +133,6 @@ def report(res, a):
         cols = [ms([100 * sum(r['layer_params1'][l] for l in ls) / sum(r['layer_params0'][l] for l in ls) for r in res if r['cond'] == c], '{:.1f}')
                 for c in CONDITIONS]
         p(f"{s:18} {sum(res[0]['layer_params0'][l] for l in ls):7,d}  " + '  '.join(f"{x:>16}" for x in cols))
-    p("\npruning order (least sensitive first), per run")
-    for r in res: p(f"{r['cond']:12} {r['seed']}: {' '.join(r['order'])}")
     return '\n'.join(out)
 
 if __name__ == '__main__':
