@@ -22,7 +22,7 @@ import argparse, random, time, warnings, traceback, gc
 import torch
 from fastprune.surgery.graph import trace
 from fastprune.surgery.detection import traced_part
-from fastprune.surgery.edit import prune_units, _zero_units
+from fastprune.surgery.edit import prune_units, zero_units
 
 # one model per timm family (smallest variant); test_* are timm's tiny test models of three more families
 TIMM = '''resnet10t resnetv2_18 efficientnet_b0 mobilenetv3_small_050 mobilenetv4_conv_small ghostnet_050 ghostnetv2_100
@@ -112,7 +112,7 @@ def check(name, factory, size, frac=0.3, seed=0):
             units = _units(graph, frac, rng, exact_only=True)
             if not units: raise LookupError('no exact group to test')
             with torch.no_grad():
-                _zero_units(model, units, x); y = _outputs(model, x)
+                zero_units(model, units, x); y = _outputs(model, x)
                 prune_units(model, units, x)
                 diff = max((a - b).abs().max().item() for a, b in zip(_outputs(model, x), y))
             exact = diff <= 1e-5 * max(1., *(a.abs().max().item() for a in y))

@@ -2,7 +2,7 @@
 
 For the demo network (`vgg_bn`, trained on the bundled digits at 32x32 for 4 epochs as `fastprune.demo` does) and the
 pretrained CIFAR ResNet-56, half the units of every prunable
-coupling group are removed by `prune_units` (lowest L1 norm first, `fastprune.deploy._l1_units`). By default the
+coupling group are removed by `prune_units` (lowest L1 norm first, `fastprune.deploy.l1_units`). By default the
 number of kept units per group is rounded UP to a multiple of 16 (`--multiple-of 1` gives the plain 50%): CPU
 convolution kernels (onnxruntime's NCHWc layout, oneDNN) work on blocks of 16 channels on AVX-512, so a layer of 8 or
 24 channels costs as much as one of 16 or 32. The pruned nets are fine-tuned briefly (fastai `fit_one_cycle`: the
@@ -46,7 +46,7 @@ from fastai.torch_core import set_seed
 from fastprune.data import digits_dls, folder_dls, shared_data
 from fastprune.models import vgg_bn, resnet56
 from fastprune.surgery.edit import prune_units
-from fastprune.deploy import benchmark_inference, fold_bn, quantize_static, accuracy_change, _l1_units
+from fastprune.deploy import benchmark_inference, fold_bn, quantize_static, accuracy_change, l1_units
 from fastprune.report import count_flops
 
 WEIGHTS = Path(__file__).resolve().parents[1].parent/'shared/data/weights/resnet56-4bfd9763.th'
@@ -68,7 +68,7 @@ def fit(model, dls, epochs, lr):
 
 def dense_and_pruned(model, x, fraction, multiple_of, fold, finetune):
     model.eval()
-    pruned = finetune(prune_units(copy.deepcopy(model), _l1_units(model, x, fraction, multiple_of), x))
+    pruned = finetune(prune_units(copy.deepcopy(model), l1_units(model, x, fraction, multiple_of), x))
     return (fold_bn(model), fold_bn(pruned)) if fold else (model, pruned.eval())
 
 class _OnInput(torch.nn.Module):

@@ -4,7 +4,7 @@ The task, for each network: remove 50% of the output channels of every prunable 
 stay), lowest L1 norm first, from a network that is being trained with Adam (one step has been taken, so the
 optimizer holds momentum), and continue training. Both libraries get the same model copy and the same example
 input; Torch-Pruning uses `MagnitudePruner` with `GroupMagnitudeImportance(p=1)` and `pruning_ratio=0.5`,
-fastprune selects the same share per coupled group by L1 (`fastprune.deploy._l1_units`) and calls `prune_units`
+fastprune selects the same share per coupled group by L1 (`fastprune.deploy.l1_units`) and calls `prune_units`
 with the optimizer. Printed per network and library:
 - params and FLOPs ratios (dense / pruned; FLOPs from `torch.utils.flop_counter`, convs and matmuls);
 - speed-up: median CPU time of a batch-64 forward, dense / pruned, interleaved repeats (dense, fastprune,
@@ -27,7 +27,7 @@ import torch
 from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 from fastprune.surgery import prune_units
-from fastprune.deploy import _l1_units
+from fastprune.deploy import l1_units
 from fastprune.models import vgg_bn, resnet56
 from fastprune.report import count_flops
 
@@ -63,7 +63,7 @@ def trained_step(model, x):
 def prune_fastprune(model, x, ratio):
     opt = trained_step(model, x)
     t = time.perf_counter()
-    prune_units(model, _l1_units(model.eval(), x, ratio), x, opt=opt)
+    prune_units(model, l1_units(model.eval(), x, ratio), x, opt=opt)
     return opt, time.perf_counter() - t
 
 def prune_tp(tp, model, x, ratio):
@@ -145,7 +145,7 @@ def guarded(fn, seconds, gb):
 def coverage(tp, names, budget_s=300, budget_gb=6):
     import torchvision
     if names == ['all']: names = torchvision.models.list_models(module=torchvision.models)
-    libs = {'fastprune': lambda m, x: prune_units(m, _l1_units(m, x, 0.3), x)}
+    libs = {'fastprune': lambda m, x: prune_units(m, l1_units(m, x, 0.3), x)}
     if tp: libs['Torch-Pruning'] = lambda m, x: tp.pruner.MagnitudePruner(
         m, x, importance=tp.importance.GroupMagnitudeImportance(p=1), pruning_ratio=0.3, ignored_layers=_classifier(m)).step()
     ok = {lib: 0 for lib in libs}

@@ -96,7 +96,7 @@ from fastai.torch_core import set_seed, TensorImage, TensorCategory
 from fastprune.data import shared_data, resnet_weights
 from fastprune.models import vgg_bn, resnet20, resnet56
 from fastprune.surgery import prune_units, compact
-from fastprune.deploy import _l1_units
+from fastprune.deploy import l1_units
 from fastprune.core.schedules import one_shot
 
 NETS = ('resnet56', 'resnet20', 'vgg')  # the order the runs are queued in (longest first)
@@ -268,7 +268,7 @@ def drop_bn_residue(model):
 
 def uniform_fraction(dense, x, keep):
     "The uniform share of every prunable group's filters (lowest L1) that leaves at most `keep` of the FLOPs."
-    return bisect_ratio(lambda m, r: prune_units(m, _l1_units(m, x, r), x), dense, x, keep)
+    return bisect_ratio(lambda m, r: prune_units(m, l1_units(m, x, r), x), dense, x, keep)
 
 # ---------------------------------------------------------------- one run
 _worker = {}

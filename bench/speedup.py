@@ -1,6 +1,6 @@
 """Speed-up from filter surgery: FLOPs ratio vs measured CPU latency ratio, dense / pruned, side by side.
 
-For each network, half the units of every prunable coupling group (lowest L1 norm first, `fastprune.deploy._l1_units`)
+For each network, half the units of every prunable coupling group (lowest L1 norm first, `fastprune.deploy.l1_units`)
 are removed with `prune_units`. By default the number of kept units per group is rounded UP to a multiple of 16
 (`--multiple-of`; 1 = plain 50%) and BatchNorm is folded into the convolutions of BOTH networks (`fold_bn`;
 `--no-fold-bn` keeps it). FLOPs are counted with `torch.utils.flop_counter.FlopCounterMode` at batch 1 on the actual
@@ -31,7 +31,7 @@ from pathlib import Path
 import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 from fastprune.surgery.edit import prune_units
-from fastprune.deploy import benchmark_inference, _l1_units
+from fastprune.deploy import benchmark_inference, l1_units
 from fastprune.report import count_flops
 from deploy import dense_and_pruned, steady_allocator  # bench/deploy.py: the same dense and pruned deployment forms
 
@@ -58,7 +58,7 @@ def surgery_time(repeats=3):
     for i in range(repeats + 1):
         m = torchvision.models.resnet50(weights=None)
         c, t = time.process_time(), time.perf_counter()
-        prune_units(m, _l1_units(m, x, 0.5), x)  # trace (to choose units) + prune_units (traces again, edits)
+        prune_units(m, l1_units(m, x, 0.5), x)  # trace (to choose units) + prune_units (traces again, edits)
         ts.append((time.process_time() - c, time.perf_counter() - t))
     return ts[0], tuple(statistics.median(t[i] for t in ts[1:]) for i in (0, 1))
 

@@ -12,9 +12,9 @@ from collections import defaultdict
 import torch
 from torch import nn
 from .core.granularity import GRANULARITIES, HEAD, granularity_dims, unit_dim, block_view, block_expand
-from .utils import module_attr
+from .utils import module_attr, LAYER_TYPES
 from .surgery.groups import Group, SizeAttr, dedup
-from .surgery.module_rules import CONVS, TCONVS
+from .surgery.module_rules import TCONVS
 
 # %% ../nbs/22a_blocks.ipynb #c006
 def owner_of(model, qualname):
@@ -203,7 +203,6 @@ def select_heads(model, graph, exclude):
     return cands, weights, _excluded(list(cands), exclude, set(), '')
 
 GROUP_KINDS = {0: 'source', 1: 'sink'}  # unit dim of the granularity → the group tensors its units are zeroed in
-_LAYER_TYPES = (*CONVS, *TCONVS, nn.Linear)  # layers whose weight rows or columns can be a group's units
 NO_GROUP = {'source': "its outputs are in no coupling group of the traced model (is it called in forward?)",
              'sink': "its inputs are in no coupling group: they come from the model's input or a fixed-width tensor "
                      "(e.g. a zero-padded shortcut), or it is a depthwise conv, whose filters go with the channels it reads"}
@@ -211,7 +210,7 @@ NO_GROUP = {'source': "its outputs are in no coupling group of the traced model 
 def _unit_layers(model, group, kind):
     "Layers with rows (`'source'`: the producers first, then e.g. depthwise convs) or columns (`'sink'`) in `group`'s units."
     named = dedup(r.name[:-len('.weight')] for r in group.slices(kind) if r.name.endswith('.weight'))
-    layers = [n for n in named if isinstance(model.get_submodule(n), _LAYER_TYPES)]
+    layers = [n for n in named if isinstance(model.get_submodule(n), LAYER_TYPES)]
     return layers if kind == 'sink' else group.producers + [n for n in layers if n not in group.producers]
 
 def _group_owners(model, graph, kind):

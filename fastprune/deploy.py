@@ -7,31 +7,33 @@ from __future__ import annotations
 import copy, math, warnings
 import torch
 from torch import nn
-from .utils import eval_mode
+from .utils import eval_mode, check_sparsity, check_int
 from .measure import model_of, top1_accuracy, device_of  # one definition each, shared with the report
 from .surgery.graph import trace
-from .surgery.groups import Group
+from .surgery.edit import unit_l1
 from .surgery.module_rules import CONVS as _CONVS
 # the deployment API in one place: the ONNX files and the latency benchmark live below, in their own modules
 from .onnx_export import OnnxExport, export_onnx, Int8Export, quantize_static
 from .latency import check_backends, benchmark_inference, plot_benchmark, backend_rows
 
 # %% auto #0
-__all__ = ['fold_bn', 'quantize_linear_dynamic', 'accuracy_change', 'is_2_4', 'to_semi_structured']
+__all__ = ['l1_units', 'fold_bn', 'quantize_linear_dynamic', 'accuracy_change', 'is_2_4', 'to_semi_structured']
 
 # %% ../nbs/50_deploy.ipynb #c009
-def _l1_units(model:nn.Module, example_input:torch.Tensor, fraction:float=0.5, multiple_of:int=1)->dict:
-    """{layer: unit indices}: `fraction` of each prunable group, lowest L1 first (over the weights its producers hold:
-    a conv's filters, a head's q/k/v rows); kept channels a multiple of `multiple_of` (a unit of `w` channels counts `w`)"""
-    params = dict(model.named_parameters())
+def l1_units(model:nn.Module, # the model to plan for (not changed)
+             example_input:torch.Tensor, # input used to trace `model`
+             fraction:float=0.5, # share of each prunable group's units to prune
+             multiple_of:int=1, # kept channels a multiple of this (a unit of `w` channels counts `w`)
+            )->dict:
+    """A plan for `prune_units`, {layer: unit indices}: in every prunable coupling group, `fraction` of its units, lowest
+    `unit_l1` first (a conv's filters, an attention head's q/k/v rows), the kept channels a multiple of `multiple_of`"""
+    fraction, multiple_of = check_sparsity(fraction, 'fraction'), check_int(multiple_of, 'multiple_of')
     units = {}
     for g in trace(model, example_input).prunable:
-        recs = [r for r in g.slices('source') if r.name in params and params[r.name].ndim > 1
-                and any(r.name.startswith(p + '.') for p in g.producers)]
-        if not recs: continue
-        step = multiple_of // math.gcd(multiple_of, *(r.inner for r in recs))  # units per `multiple_of` channels
+        score = unit_l1(model, g)
+        if score is None: continue
+        step = multiple_of // math.gcd(multiple_of, *(r.inner for r in g.slices('source')))  # units per `multiple_of` channels
         keep = min(g.size, -(-(g.size - int(g.size * fraction)) // step) * step)
-        score = sum(Group.unit_rows(params[r.name].detach().abs(), r).sum(1) for r in recs)
         if keep < g.size: units[g.producers[0]] = score.argsort()[:g.size - keep].tolist()
     return units
 

@@ -10,7 +10,7 @@ import torch
 import torch.nn as nn
 from torch.utils.flop_counter import FlopCounterMode
 import pandas as pd
-from .utils import check_int, check_runs
+from .utils import check_int, check_runs, LAYER_TYPES
 from .measure import batch_of, device_of, latency_ms, top1_accuracy
 from .latency import check_backends, backend_rows
 
@@ -18,13 +18,11 @@ from .latency import check_backends, backend_rows
 __all__ = ['count_flops', 'CompressionReport', 'compression_report', 'ReportComparison', 'compare_reports']
 
 # %% ../nbs/02_report.ipynb #c006
-_LAYER_TYPES = (nn.modules.conv._ConvNd, nn.Linear)
-
 def _as_batch(model, x):
     "`x` as a plain-tensor batch: a single sample (one dimension fewer than the first conv/linear layer expects) gets a batch dim."
     if not isinstance(x, torch.Tensor): raise TypeError(f"example_input must be a torch.Tensor, got {type(x).__name__}")
     x = x.as_subclass(torch.Tensor)  # fastai's TensorImage dispatch would dominate the timing of small models
-    first = next((m for m in model.modules() if isinstance(m, _LAYER_TYPES)), None)
+    first = next((m for m in model.modules() if isinstance(m, LAYER_TYPES)), None)
     batch_ndim = 2 if isinstance(first, nn.Linear) else len(first.kernel_size) + 2 if first is not None else x.ndim
     return x[None] if x.ndim == batch_ndim - 1 else x
 
@@ -41,7 +39,7 @@ def _size_mb(model):
 def _layer_table(model, flops_by_name):
     rows = [dict(layer=n, type=type(m).__name__, params=sum(p.numel() for p in m.parameters(recurse=False)),
                  nonzero=sum(int((p != 0).sum()) for p in m.parameters(recurse=False)), flops=flops_by_name.get(n, 0))
-            for n, m in model.named_modules() if isinstance(m, _LAYER_TYPES)]
+            for n, m in model.named_modules() if isinstance(m, LAYER_TYPES)]
     return pd.DataFrame(rows, columns=['layer', 'type', 'params', 'nonzero', 'flops'])
 
 # %% ../nbs/02_report.ipynb #c008

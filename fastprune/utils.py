@@ -11,8 +11,9 @@ import torch
 from torch import nn
 
 # %% auto #0
-__all__ = ['check_int', 'check_ints', 'check_int_rows', 'check_finite', 'check_path', 'check_sparsity', 'eval_mode', 'as_tuple',
-           'check_runs', 'module_attr', 'lower_is_better', 'distributed', 'from_rank0', 'rank0', 'object_from_rank0']
+__all__ = ['LAYER_TYPES', 'check_int', 'check_ints', 'check_int_rows', 'check_finite', 'check_path', 'check_sparsity',
+           'eval_mode', 'as_tuple', 'check_runs', 'module_attr', 'lower_is_better', 'distributed', 'from_rank0',
+           'rank0', 'object_from_rank0']
 
 # %% ../nbs/00a_utils.ipynb #c006
 def check_int(v, # the value to check
@@ -106,6 +107,9 @@ def module_attr(model:nn.Module, # the model
     "The attribute `qualname` of `model` (what `getattr` gives on the submodule that holds it: a parameter, buffer or any attribute)"
     mod, _, attr = qualname.rpartition('.')
     return getattr(model.get_submodule(mod) if mod else model, attr)
+
+# %% ../nbs/00a_utils.ipynb #c034b
+LAYER_TYPES = (nn.modules.conv._ConvNd, nn.Linear)  # every conv (1-3d, transposed too) and linear layer
 
 # %% ../nbs/00a_utils.ipynb #c036
 def lower_is_better(metric_name:str)->bool:

@@ -3,7 +3,7 @@ import warnings
 import pytest, torch, torch.nn as nn, torch.nn.functional as F
 from hypothesis import given, settings, strategies as st, HealthCheck
 from fastprune.surgery.graph import trace
-from fastprune.surgery.edit import prune_units, grow_units, compact, _zero_units
+from fastprune.surgery.edit import prune_units, grow_units, compact, zero_units
 
 torch.set_num_threads(1)
 
@@ -139,7 +139,7 @@ def test_zero_then_compact_is_exact(kind, data):
     m, x = _randomize(m), torch.randn(3, 3, 8, 8)
     units = _random_units(m, x[:1], data)
     exact = {p for g in trace(m, x[:1]).groups if g.exact for p in g.producers}
-    y = _zero_units(m, units, x[:1])(x)
+    y = zero_units(m, units, x[:1])(x)
     removed = compact(m, x[:1])
     assert torch.allclose(m(x), y, atol=1e-5)
     for layer, idx in units.items():
@@ -177,7 +177,7 @@ def _zero_compact_exact(m, x, frac=0.3):
     gen = torch.Generator().manual_seed(0)
     units = {g.producers[0]: torch.randperm(g.size, generator=gen)[:int(frac*g.size)].tolist()
              for g in trace(m, x).prunable if g.exact and g.size > 1}
-    y = _zero_units(m, units, x)(x)
+    y = zero_units(m, units, x)(x)
     removed = compact(m, x)
     assert sum(removed.values()) >= sum(len(v) for v in units.values()) > 0
     out = m(x)

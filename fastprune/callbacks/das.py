@@ -16,20 +16,19 @@ from torch.nn.parallel import DistributedDataParallel
 from ..data import example_input_of
 from ..surgery.graph import trace, group_of, Group, qualified_name
 from ..surgery.edit import grow_units, prune_units
-from ..utils import object_from_rank0, check_int, check_finite
+from ..utils import object_from_rank0, check_int, check_finite, LAYER_TYPES
 from ..state import register_state, attach_state, attached_state
 from .base import FitHooks as _FitHooks
 
 # %% ../../nbs/33_das_callback.ipynb #c006
 _REGULARIZERS = ('weighted_l1', 'l1', 'group_l21', None)
-_LAYER_TYPES = (nn.modules.conv._ConvNd, nn.Linear)
 
 def _is_output(g): return 'final output' in (g.reason or '')
 
 def _auto_layers(model, graph, layers):
     "(`{name: group}` of the layers to auto-size, `{name: reason}` of requested layers skipped); raises on bad entries."
     mods = dict(model.named_modules())
-    candidates = [k for k, m in mods.items() if isinstance(m, _LAYER_TYPES) and k in graph
+    candidates = [k for k, m in mods.items() if isinstance(m, LAYER_TYPES) and k in graph
                   and not _is_output(graph[k])]
     names = candidates if layers is None else [qualified_name(model, l) for l in layers]
     for k in names:

@@ -15,7 +15,7 @@ from ..core.criteria import large_final, CRITERIA, get_criterion
 from ..sparsifier import Sparsifier
 from ..utils import check_sparsity, check_finite, check_int, module_attr, lower_is_better
 from ..surgery.graph import trace, group_of
-from ..surgery.edit import prune_units
+from ..surgery.edit import prune_units, unit_l1
 from ..report import compression_report, compare_reports
 
 # %% auto #0
@@ -110,10 +110,6 @@ def plot_sensitivity(result:pd.DataFrame, # from `sensitivity`
     return ax
 
 # %% ../../nbs/40_sensitivity.ipynb #c023
-def _unit_l1(model, group):
-    "l1-norm of each output unit of a coupling group: the producers' weight rows summed."
-    return sum(module_attr(model, f'{p}.weight').detach().abs().flatten(1).sum(1) for p in group.producers)
-
 def filter_norms(model:nn.Module, # layers of type `layer_type` are measured
                  layer_type=(nn.Conv2d, nn.Linear), # which layers
                 )->pd.DataFrame:
@@ -212,7 +208,7 @@ def prune_until(learn, # fastai `Learner` with a metric (accuracy, error_rate...
         k = max(1, round(step * g.size))
         while g.size - k >= 1:
             saved = copy.deepcopy((learn.model, learn.opt))
-            prune_units(learn.model, {name: _unit_l1(learn.model, g).argsort()[:k]}, xb, opt=learn.opt)
+            prune_units(learn.model, {name: unit_l1(learn.model, g).argsort()[:k]}, xb, opt=learn.opt)
             if retrain_epochs:
                 with learn.no_bar(), learn.no_logging():
                     if retrain_sched == 'constant': learn.fit(retrain_epochs, lr)

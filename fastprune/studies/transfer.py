@@ -16,19 +16,19 @@ from fastai.data.core import DataLoaders
 from fasttransform import Transform, Pipeline
 from ..data import split_dir, class_files, files_dls, TRAIN_NAMES, VALID_NAMES
 from ..callbacks.base import FitHooks
+from ..utils import LAYER_TYPES
 
 # %% auto #0
 __all__ = ['transfer', 'ClassSplit', 'split_classes', 'ProgressiveAugmentCallback']
 
 # %% ../../nbs/41_transfer.ipynb #c006
-_WEIGHT_LAYERS = (nn.modules.conv._ConvNd, nn.Linear)
 _NORM_LAYERS = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)
 
 def _transfer_units(model):
     "[(weight layer name, [its module names: the layer and the norm layer that follows it])] in module order."
     units = []
     for n, m in model.named_modules():
-        if isinstance(m, _WEIGHT_LAYERS): units.append((n, [n]))
+        if isinstance(m, LAYER_TYPES): units.append((n, [n]))
         elif isinstance(m, _NORM_LAYERS) and units and len(units[-1][1]) == 1: units[-1][1].append(n)
     return units
 
