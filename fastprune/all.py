@@ -1,11 +1,15 @@
 "Everything a fastprune user needs, fastai style: `from fastprune.all import *`"
 from .data import *
 from .models import *
+from .yolo import *
+from .state import *
 from .report import *
 from .surgery.groups import *
 from .surgery.rules import *
 from .surgery.graph import *
 from .surgery.edit import *
+from .surgery.attention import *
+from .surgery.detection import *
 from .core.granularity import *
 from .core.criteria import *
 from .core.schedules import *
